@@ -69,7 +69,10 @@ mod tests {
         let wall_ns = wall.elapsed().as_nanos() as u64;
         assert!(b > a);
         let diff = (b - a) as i64 - wall_ns as i64;
-        assert!(diff.abs() < 2_000_000, "clock drifted {diff} ns from Instant over 20 ms");
+        assert!(
+            diff.abs() < 2_000_000,
+            "clock drifted {diff} ns from Instant over 20 ms"
+        );
         let r = raw();
         assert!(raw_to_ns(r) >= b);
     }

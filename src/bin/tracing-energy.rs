@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crossbeam_channel::RecvTimeoutError;
 use serde::Serialize;
 use tracing_energy::power::{
-    Availability, Domain, EstimateSource, PowerSample, PowerSource, PowermetricsSource, Sampler,
-    SamplerConfig, SamplerStatus, SampleBuffer, SourceSpec,
+    Availability, Domain, EstimateSource, PowerSample, PowerSource, PowermetricsSource,
+    SampleBuffer, Sampler, SamplerConfig, SamplerStatus, SourceSpec,
 };
 
 /// Energy profiles of traced Rust programs.
@@ -156,7 +156,10 @@ fn sample(args: SampleArgs) -> anyhow::Result<ExitCode> {
     }
     match report.status {
         SamplerStatus::Failed(reason) => {
-            bail!("power source `{}` failed after {printed} samples: {reason}", report.source)
+            bail!(
+                "power source `{}` failed after {printed} samples: {reason}",
+                report.source
+            )
         }
         _ if printed == 0 => bail!("power source `{}` delivered no sample", report.source),
         _ => Ok(ExitCode::SUCCESS),
@@ -215,7 +218,11 @@ fn doctor() -> anyhow::Result<ExitCode> {
     println!(
         "\nauto picks: {}{}",
         auto.name(),
-        if auto.estimated() { " (an ESTIMATE: no power sensor found)" } else { "" }
+        if auto.estimated() {
+            " (an ESTIMATE: no power sensor found)"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -151,7 +151,11 @@ impl SampleBuffer {
         inner.pushed += 1;
         inner.max_window_ns = inner.max_window_ns.max(stored.end_ns - stored.start_ns);
         let entry = &mut inner.sources[id.0 as usize];
-        entry.latest_end_ns = Some(entry.latest_end_ns.map_or(stored.end_ns, |e| e.max(stored.end_ns)));
+        entry.latest_end_ns = Some(
+            entry
+                .latest_end_ns
+                .map_or(stored.end_ns, |e| e.max(stored.end_ns)),
+        );
         drop(inner);
         self.changed.notify_all();
     }
@@ -278,7 +282,8 @@ impl Inner {
         if open.is_empty() {
             self.samples.iter().map(|s| s.end_ns).max()
         } else {
-            open.into_iter().try_fold(u64::MAX, |acc, e| e.map(|e| acc.min(e)))
+            open.into_iter()
+                .try_fold(u64::MAX, |acc, e| e.map(|e| acc.min(e)))
         }
     }
 }
@@ -303,7 +308,11 @@ mod tests {
 
     #[test]
     fn stored_sample_is_compact() {
-        assert!(std::mem::size_of::<Stored>() <= 64, "{}", std::mem::size_of::<Stored>());
+        assert!(
+            std::mem::size_of::<Stored>() <= 64,
+            "{}",
+            std::mem::size_of::<Stored>()
+        );
     }
 
     #[test]
@@ -382,7 +391,10 @@ mod tests {
         assert_eq!(wm, Some(500));
         t.join().unwrap();
         // Times out honestly when nothing arrives.
-        assert_eq!(b.wait_for_watermark(10_000, Duration::from_millis(20)), Some(500));
+        assert_eq!(
+            b.wait_for_watermark(10_000, Duration::from_millis(20)),
+            Some(500)
+        );
     }
 
     #[test]

@@ -79,13 +79,19 @@ impl EstimateParams {
     fn validate(&self) -> Result<()> {
         let bad = |name, reason: String| Err(Error::InvalidSetting { name, reason });
         if !(self.tdp_watts.is_finite() && self.tdp_watts > 0.0) {
-            return bad("tdp_watts", format!("{} W; give the CPU's TDP in watts, > 0", self.tdp_watts));
+            return bad(
+                "tdp_watts",
+                format!("{} W; give the CPU's TDP in watts, > 0", self.tdp_watts),
+            );
         }
         if self.logical_cpus == 0 {
             return bad("logical_cpus", "0; give at least 1".into());
         }
         if !(self.idle_watts.is_finite() && self.idle_watts >= 0.0) {
-            return bad("idle_watts", format!("{} W; give a value >= 0", self.idle_watts));
+            return bad(
+                "idle_watts",
+                format!("{} W; give a value >= 0", self.idle_watts),
+            );
         }
         Ok(())
     }
@@ -130,7 +136,12 @@ pub fn system_busy_cpu_seconds() -> std::io::Result<f64> {
     let text = std::fs::read_to_string("/proc/stat")?;
     parse_proc_stat_busy_ticks(&text)
         .map(|ticks| ticks as f64 / clock_ticks_per_second())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no `cpu` line in /proc/stat"))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no `cpu` line in /proc/stat",
+            )
+        })
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -147,7 +158,11 @@ fn clock_ticks_per_second() -> f64 {
 /// guest time is already inside user time and is not added twice.
 fn parse_proc_stat_busy_ticks(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
     if v.len() < 4 {
         return None;
     }
@@ -283,7 +298,9 @@ mod tests {
             ..Default::default()
         });
         match s.is_available() {
-            Availability::Unavailable { reason, .. } => assert!(reason.contains("tdp_watts"), "{reason}"),
+            Availability::Unavailable { reason, .. } => {
+                assert!(reason.contains("tdp_watts"), "{reason}")
+            }
             a => panic!("expected unavailable, got {a:?}"),
         }
     }

@@ -104,7 +104,9 @@ pub enum DocProblem {
     #[error("`{0}` is not a finite, non-negative number")]
     BadValue(&'static str),
     /// Neither a `processor` nor a `gpu` dictionary carries energy or power.
-    #[error("no energy or power values (was powermetrics run with --samplers cpu_power,gpu_power?)")]
+    #[error(
+        "no energy or power values (was powermetrics run with --samplers cpu_power,gpu_power?)"
+    )]
     NoPowerData,
 }
 
@@ -132,8 +134,7 @@ impl DocProblem {
 /// - DRAM: `processor.dram_energy`, else `processor.dram_power` (macOS 12 and earlier
 ///   only; newer macOS does not measure DRAM, so it stays `None`).
 pub fn parse_document(doc: &[u8]) -> Result<Reading, DocProblem> {
-    let value =
-        Value::from_reader_xml(doc).map_err(|e| DocProblem::Malformed(e.to_string()))?;
+    let value = Value::from_reader_xml(doc).map_err(|e| DocProblem::Malformed(e.to_string()))?;
     let root = value.as_dictionary().ok_or(DocProblem::NotADictionary)?;
     let elapsed_ns = match root.get("elapsed_ns") {
         Some(v) => number(v)
@@ -146,14 +147,18 @@ pub fn parse_document(doc: &[u8]) -> Result<Reading, DocProblem> {
     let elapsed_s = elapsed_ns as f64 / 1e9;
 
     let from_processor = |energy_key: &'static str, power_key: &'static str| {
-        processor.map_or(Ok(None), |p| energy_or_power(p, energy_key, power_key, elapsed_s))
+        processor.map_or(Ok(None), |p| {
+            energy_or_power(p, energy_key, power_key, elapsed_s)
+        })
     };
     let cpu = from_processor("cpu_energy", "cpu_power")?;
     let ane = from_processor("ane_energy", "ane_power")?;
     let dram = from_processor("dram_energy", "dram_power")?;
     let gpu = match from_processor("gpu_energy", "gpu_power")? {
         Some(v) => Some(v),
-        None => gpu_dict.map_or(Ok(None), |g| energy_or_power(g, "gpu_energy", "gpu_power", elapsed_s))?,
+        None => gpu_dict.map_or(Ok(None), |g| {
+            energy_or_power(g, "gpu_energy", "gpu_power", elapsed_s)
+        })?,
     };
     let energy = DomainEnergy {
         cpu,
@@ -220,7 +225,11 @@ mod tests {
         let mut s = PlistSplitter::new();
         let a = doc("<key>elapsed_ns</key><integer>1</integer>\n");
         let docs = s.push(a.as_bytes());
-        assert_eq!(docs.len(), 1, "the first document must not wait for the NUL");
+        assert_eq!(
+            docs.len(),
+            1,
+            "the first document must not wait for the NUL"
+        );
         assert!(docs[0].ends_with(b"</plist>"));
         // The NUL arrives with the next document.
         let mut next = vec![0u8];
@@ -243,12 +252,10 @@ mod tests {
 
     #[test]
     fn reads_energies_and_derives_missing_ones_from_power() {
-        let d = doc(
-            "<key>elapsed_ns</key><integer>500000000</integer>\
+        let d = doc("<key>elapsed_ns</key><integer>500000000</integer>\
              <key>hw_model</key><string>Mac14,14</string>\
              <key>processor</key><dict><key>cpu_energy</key><integer>100</integer>\
-             <key>cpu_power</key><real>1</real><key>gpu_power</key><real>40</real></dict>",
-        );
+             <key>cpu_power</key><real>1</real><key>gpu_power</key><real>40</real></dict>");
         let r = parse_document(d.as_bytes()).unwrap();
         assert_eq!(r.elapsed_ns, 500_000_000);
         assert_eq!(r.energy.cpu, Some(100.0), "energy is preferred over power");
@@ -272,18 +279,27 @@ mod tests {
 
     #[test]
     fn nan_missing_and_empty_documents_are_rejected() {
-        let nan = doc(
-            "<key>elapsed_ns</key><integer>100</integer>\
-             <key>processor</key><dict><key>cpu_power</key><real>nan</real></dict>",
-        );
+        let nan = doc("<key>elapsed_ns</key><integer>100</integer>\
+             <key>processor</key><dict><key>cpu_power</key><real>nan</real></dict>");
         assert!(matches!(
             parse_document(nan.as_bytes()),
             Err(DocProblem::BadValue("cpu_power"))
         ));
-        let no_elapsed = doc("<key>processor</key><dict><key>cpu_energy</key><integer>1</integer></dict>");
-        assert_eq!(parse_document(no_elapsed.as_bytes()), Err(DocProblem::NoElapsed));
-        let battery = doc("<key>elapsed_ns</key><integer>100</integer><key>battery</key><dict></dict>");
-        assert_eq!(parse_document(battery.as_bytes()), Err(DocProblem::NoPowerData));
-        assert!(matches!(parse_document(b"<plist>"), Err(DocProblem::Malformed(_))));
+        let no_elapsed =
+            doc("<key>processor</key><dict><key>cpu_energy</key><integer>1</integer></dict>");
+        assert_eq!(
+            parse_document(no_elapsed.as_bytes()),
+            Err(DocProblem::NoElapsed)
+        );
+        let battery =
+            doc("<key>elapsed_ns</key><integer>100</integer><key>battery</key><dict></dict>");
+        assert_eq!(
+            parse_document(battery.as_bytes()),
+            Err(DocProblem::NoPowerData)
+        );
+        assert!(matches!(
+            parse_document(b"<plist>"),
+            Err(DocProblem::Malformed(_))
+        ));
     }
 }

@@ -103,7 +103,17 @@ impl PowermetricsSource {
         argv.push(self.program.display().to_string());
         let ms = interval.as_millis().max(1).to_string();
         argv.extend(
-            ["--samplers", &self.samplers, "-i", &ms, "-f", "plist", "-b", "0"].map(String::from),
+            [
+                "--samplers",
+                &self.samplers,
+                "-i",
+                &ms,
+                "-f",
+                "plist",
+                "-b",
+                "0",
+            ]
+            .map(String::from),
         );
         argv
     }
@@ -209,7 +219,10 @@ impl PowerSource for PowermetricsSource {
         let mut child = ChildGuard::new(child);
         let stdout = child.stdout().expect("stdout is piped");
         let stderr_text = Arc::new(Mutex::new(Vec::new()));
-        let stderr_thread = spawn_stderr_collector(child.stderr().expect("stderr is piped"), Arc::clone(&stderr_text));
+        let stderr_thread = spawn_stderr_collector(
+            child.stderr().expect("stderr is piped"),
+            Arc::clone(&stderr_text),
+        );
         let (tx, rx) = crossbeam_channel::unbounded();
         let reader = spawn_reader(stdout, tx, ctx.stop_flag());
 
@@ -228,7 +241,9 @@ impl PowerSource for PowermetricsSource {
         let status = child.wait_for_exit(Duration::from_secs(3));
         let _ = reader.join();
         join_with_timeout(stderr_thread, Duration::from_millis(500));
-        let stderr = String::from_utf8_lossy(&stderr_text.lock()).trim().to_string();
+        let stderr = String::from_utf8_lossy(&stderr_text.lock())
+            .trim()
+            .to_string();
         let (partial, read_error) = match outcome {
             Pumped::Eof { partial } => (partial, None),
             Pumped::ReadError(e) => (0, Some(e)),
@@ -244,7 +259,9 @@ impl PowerSource for PowermetricsSource {
         };
         reason.push_str(&format!(" after {delivered} samples"));
         if partial > 0 {
-            reason.push_str(&format!("; an incomplete last document ({partial} bytes) was discarded"));
+            reason.push_str(&format!(
+                "; an incomplete last document ({partial} bytes) was discarded"
+            ));
         }
         if stderr.is_empty() {
             reason.push_str("; it printed nothing on stderr");
@@ -313,7 +330,11 @@ fn pump(
 /// Reads stdout, splits documents, stamps each with its arrival time. Polls so that a
 /// stop request closes the pipe even when powermetrics cannot be signalled (it runs as
 /// root under sudo): powermetrics then dies of SIGPIPE at its next write.
-fn spawn_reader(mut stdout: ChildStdout, tx: Sender<ReaderMsg>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+fn spawn_reader(
+    mut stdout: ChildStdout,
+    tx: Sender<ReaderMsg>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("tracing-energy-powermetrics-reader".into())
         .spawn(move || {
@@ -456,7 +477,9 @@ impl ChildGuard {
                     self.child = None;
                     return Some(status);
                 }
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
                 _ => return None,
             }
         }
@@ -465,7 +488,9 @@ impl ChildGuard {
     /// Asks the process to end (SIGTERM; the reader closing the pipe covers a process we
     /// may not signal), then SIGKILL after `grace`.
     fn terminate(&mut self, grace: Duration) {
-        let Some(child) = self.child.as_mut() else { return };
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
         if let Ok(pid) = i32::try_from(child.id()) {
             // SAFETY: plain kill(2) on our own child's pid; failure (EPERM) is harmless.
             unsafe { libc::kill(pid, libc::SIGTERM) };

@@ -46,7 +46,10 @@ impl Capture {
         }
         if readings.is_empty() {
             let detail = match rejected.first() {
-                Some((_, why)) => format!("{} document(s), none usable; the first: {why}", rejected.len()),
+                Some((_, why)) => format!(
+                    "{} document(s), none usable; the first: {why}",
+                    rejected.len()
+                ),
                 None => "no `</plist>`-terminated document".into(),
             };
             return Err(Error::CaptureEmpty {

@@ -1,0 +1,159 @@
+//! Helpers shared by the integration tests: fixture discovery and an independent reading of
+//! powermetrics documents (byte split on NUL and regular expressions, no plist parser), to
+//! check the library's splitter and parser against.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+
+/// The fixtures copied into this repository.
+pub fn local_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/powermetrics")
+        .join(name)
+}
+
+/// A fixture that stays in `../shared` (its licence does not allow copying). Prints a loud
+/// skip notice and returns `None` when `../shared` is not beside the repository.
+pub fn shared_fixture(name: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/powermetrics")
+        .join(name);
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "!! SKIPPED part of this test: {} is not present (it lives in ../shared beside the repository)",
+            p.display()
+        );
+        None
+    }
+}
+
+/// The 29-document M1 Pro capture (AGPL-3.0, read from ../shared only).
+pub const M1PRO_29: &str =
+    "m1pro_macbookpro18-3_macos14.7.2_23H311_default_plus_process_flags_29samples.plist";
+/// The 5-document M4 Pro gpu_power capture (MIT, copied).
+pub const M4PRO_GPU_5: &str = "m4pro_mac16-8_macos15.5_24F74_gpu_power_5samples.plist";
+
+/// Every copied fixture plus the ../shared-only plist captures that are present.
+pub fn all_plist_fixtures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(local_fixture(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "plist"))
+        .collect();
+    for name in [
+        M1PRO_29,
+        "m1_macbookair10-1_macos14.3.1_23D56_all_samplers.plist",
+        "m1_macbookair10-1_macos14.3.1_23D56_cpu_gpu.plist",
+        "m1_macbookair10-1_macos14.3.1_23D56_cpu_power.plist",
+    ] {
+        v.extend(shared_fixture(name));
+    }
+    v.sort();
+    v
+}
+
+/// The documents of a capture, split independently of the library: on NUL bytes, trimmed.
+pub fn independent_docs(bytes: &[u8]) -> Vec<Vec<u8>> {
+    bytes
+        .split(|b| *b == 0)
+        .map(|piece| {
+            let start = piece
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(piece.len());
+            let end = piece
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace())
+                .map_or(start, |i| i + 1);
+            piece[start..end].to_vec()
+        })
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+
+/// What a document says, read with regular expressions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expected {
+    pub elapsed_ns: u64,
+    pub cpu_mj: Option<f64>,
+    pub gpu_mj: Option<f64>,
+    pub ane_mj: Option<f64>,
+    /// powermetrics' own `processor.cpu_power` (mW), for a plausibility check.
+    pub cpu_power_mw: Option<f64>,
+}
+
+fn int_after(text: &str, key: &str, followed_by: Option<&str>) -> Option<f64> {
+    let pat = match followed_by {
+        Some(next) => format!(r"<key>{key}</key>\s*<integer>(\d+)</integer>\s*<key>{next}</key>"),
+        None => format!(r"<key>{key}</key>\s*<integer>(\d+)</integer>"),
+    };
+    Regex::new(&pat)
+        .unwrap()
+        .captures(text)
+        .map(|c| c[1].parse::<f64>().unwrap())
+}
+
+/// Reads a document's window and energies without a plist parser. `None` when the document
+/// has no power data (e.g. a battery-only capture).
+pub fn expected(doc: &[u8]) -> Option<Expected> {
+    let text = String::from_utf8_lossy(doc);
+    let elapsed_ns = int_after(&text, "elapsed_ns", None)? as u64;
+    let has_processor = text.contains("<key>processor</key>");
+    let cpu_mj = if has_processor {
+        int_after(&text, "cpu_energy", Some("cpu_power"))
+    } else {
+        None
+    };
+    let ane_mj = if has_processor {
+        int_after(&text, "ane_energy", Some("ane_power"))
+    } else {
+        None
+    };
+    let gpu_mj = if has_processor {
+        int_after(&text, "gpu_energy", Some("gpu_power"))
+    } else {
+        int_after(&text, "gpu_energy", None)
+    };
+    let cpu_power_mw = Regex::new(r"<key>cpu_power</key>\s*<real>([0-9.e+-]+)</real>")
+        .unwrap()
+        .captures(&text)
+        .map(|c| c[1].parse().unwrap());
+    if cpu_mj.is_none() && gpu_mj.is_none() && ane_mj.is_none() {
+        return None;
+    }
+    Some(Expected {
+        elapsed_ns,
+        cpu_mj,
+        gpu_mj,
+        ane_mj,
+        cpu_power_mw,
+    })
+}
+
+/// Path of the fake powermetrics executable.
+pub fn fake_powermetrics() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake-powermetrics")
+}
+
+/// Writes an executable wrapper in `dir` that runs the fake powermetrics with the given
+/// environment (each test gets its own behaviour without touching this process's
+/// environment).
+pub fn fake_with_env(dir: &Path, env: &[(&str, &str)]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let mut script = String::from("#!/bin/sh\n");
+    for (k, v) in env {
+        script.push_str(&format!("{k}='{v}'; export {k}\n"));
+    }
+    script.push_str(&format!(
+        "exec python3 '{}' \"$@\"\n",
+        fake_powermetrics().display()
+    ));
+    let path = dir.join("powermetrics");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
