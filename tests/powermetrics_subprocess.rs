@@ -227,18 +227,31 @@ fn read_pid(path: &Path) -> i32 {
     }
 }
 
-#[test]
-fn stop_ends_the_process() {
+/// A fake streaming 5-second windows that writes its pid to a file.
+fn slow_fake_with_pid(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let capture = local_fixture(common::M4PRO_GPU_5);
-    let dir = tempfile::tempdir().unwrap();
-    let pid_out = dir.path().join("pid");
+    let pid_out = dir.join("pid");
     let fake = fake_with_env(
-        dir.path(),
+        dir,
         &[
             ("FAKE_POWERMETRICS_CAPTURE", capture.to_str().unwrap()),
             ("FAKE_POWERMETRICS_PID_OUT", pid_out.to_str().unwrap()),
         ],
     );
+    (fake, pid_out)
+}
+
+fn wait_for_exit(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn stop_ends_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, pid_out) = slow_fake_with_pid(dir.path());
     let (sampler, _buffer) = start(&fake, 5000);
     let pid = read_pid(&pid_out);
     assert!(process_alive(pid));
@@ -250,25 +263,14 @@ fn stop_ends_the_process() {
         "stop took {:?}",
         t.elapsed()
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while process_alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_exit(pid);
     assert!(!process_alive(pid), "powermetrics still runs after stop");
 }
 
 #[test]
 fn a_panic_stops_the_source_through_the_guard() {
-    let capture = local_fixture(common::M4PRO_GPU_5);
     let dir = tempfile::tempdir().unwrap();
-    let pid_out = dir.path().join("pid");
-    let fake = fake_with_env(
-        dir.path(),
-        &[
-            ("FAKE_POWERMETRICS_CAPTURE", capture.to_str().unwrap()),
-            ("FAKE_POWERMETRICS_PID_OUT", pid_out.to_str().unwrap()),
-        ],
-    );
+    let (fake, pid_out) = slow_fake_with_pid(dir.path());
     let pid_path = pid_out.clone();
     let result = std::thread::spawn(move || {
         let (_sampler, _buffer) = start(&fake, 5000);
@@ -278,10 +280,7 @@ fn a_panic_stops_the_source_through_the_guard() {
     .join();
     assert!(result.is_err());
     let pid = read_pid(&pid_out);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while process_alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_exit(pid);
     assert!(
         !process_alive(pid),
         "powermetrics still runs after the panic"
@@ -302,5 +301,74 @@ fn missing_executable_is_unavailable_with_a_fix() {
     assert!(
         msg.contains("/nonexistent/powermetrics") && msg.contains("Fix"),
         "{msg}"
+    );
+}
+
+#[test]
+fn unusable_documents_are_dropped_counted_and_the_chain_reanchors() {
+    // Real documents around a damaged one (cpu energy removed, cpu power NaN) and a
+    // battery-only one.
+    let good = &independent_docs(
+        &std::fs::read(local_fixture(
+            "m1_macbookpro17-1_macos13.3_22E252_cpu_gpu_thermal_b.plist",
+        ))
+        .unwrap(),
+    )[0];
+    let text = String::from_utf8(good.clone()).unwrap();
+    let damaged = regex::Regex::new(r"<key>cpu_energy</key>\s*<integer>\d+</integer>\s*<key>cpu_power</key>\s*<real>[^<]*</real>")
+        .unwrap()
+        .replace(&text, "<key>cpu_power</key><real>nan</real>")
+        .into_owned();
+    assert_ne!(damaged, text);
+    let battery = &independent_docs(
+        &std::fs::read(local_fixture(
+            "m4pro_mac16-8_macos15.5_24F74_battery_3samples.plist",
+        ))
+        .unwrap(),
+    )[0];
+    let mut capture = Vec::new();
+    for (k, doc) in [good.as_slice(), damaged.as_bytes(), good, battery, good]
+        .iter()
+        .enumerate()
+    {
+        if k > 0 {
+            capture.push(0);
+        }
+        capture.extend_from_slice(doc);
+        capture.push(b'\n');
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture_path = dir.path().join("capture.plist");
+    std::fs::write(&capture_path, capture).unwrap();
+    let fake = fake_with_env(
+        dir.path(),
+        &[("FAKE_POWERMETRICS_CAPTURE", capture_path.to_str().unwrap())],
+    );
+    let (sampler, buffer) = start(&fake, 500);
+    assert_eq!(
+        wait_until_not_running(&sampler, Duration::from_secs(30)),
+        SamplerStatus::Finished
+    );
+    let report = sampler.stop();
+    assert_eq!(report.samples, 3);
+    let mut rejected = report.rejected.clone();
+    rejected.sort();
+    assert_eq!(
+        rejected,
+        vec![
+            ("NaN or negative value".to_string(), 1),
+            ("no power data".to_string(), 1)
+        ]
+    );
+    let samples = all_samples(&buffer);
+    let want = expected(good).unwrap();
+    assert!(samples.iter().all(|s| s.energy.cpu == want.cpu_mj));
+    // After a dropped window the next one is placed by its arrival, never overlapping.
+    for w in samples.windows(2) {
+        assert!(w[1].start_ns >= w[0].end_ns);
+    }
+    assert!(
+        samples[1].start_ns > samples[0].end_ns,
+        "the damaged window leaves a gap"
     );
 }
