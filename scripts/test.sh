@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v visudo >/dev/null 2>&1 || [ -x /usr/sbin/visudo ] || need_apt+=(sudo)
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -66,8 +66,42 @@ pub enum Error {
         reason: String,
     },
 
-    /// The sampler thread could not be started.
-    #[error("could not start the sampler thread: {0}")]
+    /// A database file cannot be used.
+    #[error("database {}: {problem}. Fix: {fix}", path.display())]
+    Database {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+
+    /// SQLite reported an error.
+    #[error("database {}: {cause}", path.display())]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        cause: rusqlite::Error,
+    },
+
+    /// The database writer could not commit.
+    #[error("the database writer failed: {0}")]
+    WriterFailed(String),
+
+    /// A run that is not in the database.
+    #[error("database {}: no run `{run}`. Fix: list the runs with `tracing-energy runs`", path.display())]
+    UnknownRun {
+        /// The file.
+        path: PathBuf,
+        /// The run as given.
+        run: String,
+    },
+
+    /// A background thread could not be started.
+    #[error("could not start a background thread: {0}")]
     Thread(std::io::Error),
 }
 

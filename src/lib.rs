@@ -41,8 +41,14 @@
 
 #![warn(missing_docs)]
 
+pub mod attribution;
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod clock;
 mod error;
+pub mod layer;
 pub mod power;
+pub mod store;
 
 pub use error::{Error, Result};
+pub use layer::{EnergyGuard, EnergyLayer, EnergyLayerBuilder, RunReport, SyncPoint, Vocabulary};

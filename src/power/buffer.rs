@@ -96,19 +96,13 @@ impl SampleBuffer {
     /// [`SampleBuffer::close_source`].
     pub fn open_source(&self, name: &str) -> SourceId {
         let mut inner = self.inner.lock();
-        let id = match inner.sources.iter().position(|s| &*s.name == name) {
-            Some(i) => i,
-            None => {
-                inner.sources.push(SourceEntry {
-                    name: Arc::from(name),
-                    latest_end_ns: None,
-                    open: false,
-                });
-                inner.sources.len() - 1
-            }
-        };
-        inner.sources[id].open = true;
-        SourceId(u16::try_from(id).expect("more than 65,535 distinct power sources"))
+        inner.sources.push(SourceEntry {
+            name: Arc::from(name),
+            latest_end_ns: None,
+            open: true,
+        });
+        let id = inner.sources.len() - 1;
+        SourceId(u16::try_from(id).expect("more than 65,535 power sources in one buffer"))
     }
 
     /// Marks a source as no longer running: it no longer holds the watermark back.
@@ -165,19 +159,34 @@ impl SampleBuffer {
         self.collect_overlapping(t0_ns, t1_ns, None)
     }
 
-    /// Samples of one source whose window overlaps `[t0_ns, t1_ns]`, ordered by window end.
+    /// Samples of the sources with this name whose window overlaps `[t0_ns, t1_ns]`, ordered
+    /// by window end.
     pub fn overlapping_from(&self, source: &str, t0_ns: u64, t1_ns: u64) -> Vec<PowerSample> {
-        let id = {
+        let ids: Vec<u16> = {
             let inner = self.inner.lock();
-            match inner.sources.iter().position(|s| &*s.name == source) {
-                Some(i) => i as u16,
-                None => return Vec::new(),
-            }
+            (0..inner.sources.len() as u16)
+                .filter(|i| &*inner.sources[*i as usize].name == source)
+                .collect()
         };
-        self.collect_overlapping(t0_ns, t1_ns, Some(id))
+        self.collect_overlapping(t0_ns, t1_ns, Some(&ids))
     }
 
-    fn collect_overlapping(&self, t0: u64, t1: u64, source: Option<u16>) -> Vec<PowerSample> {
+    /// Samples of one registered source whose window overlaps `[t0_ns, t1_ns]`.
+    pub fn overlapping_source(&self, id: SourceId, t0_ns: u64, t1_ns: u64) -> Vec<PowerSample> {
+        self.collect_overlapping(t0_ns, t1_ns, Some(&[id.0]))
+    }
+
+    /// The time up to which one source's samples are complete: the end of its latest
+    /// window, or `None` before its first.
+    pub fn source_watermark_ns(&self, id: SourceId) -> Option<u64> {
+        self.inner
+            .lock()
+            .sources
+            .get(id.0 as usize)
+            .and_then(|s| s.latest_end_ns)
+    }
+
+    fn collect_overlapping(&self, t0: u64, t1: u64, sources: Option<&[u16]>) -> Vec<PowerSample> {
         let inner = self.inner.lock();
         // Windows are half-open [start, end): overlap means end > t0 and start < t1.
         let first = inner.samples.partition_point(|s| s.end_ns <= t0);
@@ -186,7 +195,9 @@ impl SampleBuffer {
             .samples
             .range(first..)
             .take_while(|s| s.end_ns <= scan_limit)
-            .filter(|s| s.start_ns < t1.max(t0 + 1) && source.is_none_or(|id| id == s.source))
+            .filter(|s| {
+                s.start_ns < t1.max(t0 + 1) && sources.is_none_or(|ids| ids.contains(&s.source))
+            })
             .map(|s| inner.to_sample(s))
             .collect()
     }

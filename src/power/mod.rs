@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use buffer::SampleBuffer;
+pub use buffer::{SampleBuffer, SourceId};
 pub use estimate::{EstimateParams, EstimateScope, EstimateSource};
 pub use powermetrics::PowermetricsSource;
 pub use replay::ReplaySource;

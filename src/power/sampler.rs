@@ -10,8 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use super::buffer::SourceId;
-use super::{Availability, PowerSample, PowerSource, SampleBuffer};
+use super::{Availability, PowerSample, PowerSource, SampleBuffer, SourceId};
 use crate::{Error, Result};
 
 /// How a sampler runs.
@@ -177,6 +176,7 @@ pub struct Sampler {
     name: String,
     estimated: bool,
     buffer: Arc<SampleBuffer>,
+    id: SourceId,
 }
 
 impl Sampler {
@@ -251,6 +251,7 @@ impl Sampler {
             name,
             estimated,
             buffer: config.buffer,
+            id,
         })
     }
 
@@ -262,6 +263,11 @@ impl Sampler {
     /// True when the source estimates rather than measures.
     pub fn estimated(&self) -> bool {
         self.estimated
+    }
+
+    /// The source's registration in the buffer (for [`SampleBuffer::overlapping_source`]).
+    pub fn source_id(&self) -> SourceId {
+        self.id
     }
 
     /// The buffer this sampler feeds.

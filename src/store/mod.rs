@@ -1,0 +1,466 @@
+//! The SQLite store: one file holds every run, its power samples and its timed rows.
+//!
+//! - [`Store::open`] creates or opens a database; [`Store::open_existing`] refuses to create
+//!   one (for readers). Both check the file first and refuse, untouched, a file that is not
+//!   SQLite, an SQLite database of another program, or one written by a newer
+//!   tracing-energy (schema version in `PRAGMA user_version`).
+//! - Writes go through a bounded queue to a writer thread that owns its own connection and
+//!   commits in batched transactions (WAL mode, `synchronous=NORMAL`): a process killed
+//!   mid-run keeps every committed row. The `add_*` calls never block: when the queue is
+//!   full the records are dropped and counted on the run (`dropped_records`).
+//! - A run left `running` by a process that no longer exists (same host) reads as
+//!   `incomplete`, and is marked so the next time the database is opened for writing.
+//! - Several processes may write one file at once: each write transaction takes SQLite's
+//!   write lock (`BEGIN IMMEDIATE`) and waits up to the busy timeout for it.
+
+mod host;
+mod queries;
+mod records;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError};
+use once_cell::sync::OnceCell;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags};
+
+pub use records::{
+    ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord, LayerSummary, Measured,
+    NewRun, OperationRecord, PhaseSummary, PipelineSection, PowerRow, Row, Run, RunEnd, RunFilter,
+    RunId, RunStatus, RunSummary, TokenRecord,
+};
+pub use schema::SCHEMA_VERSION;
+
+use crate::power::PowerSample;
+use crate::{Error, Result};
+use writer::{Command, DropCounts, Writer};
+
+/// How long a connection waits for another one's lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Commands the write queue holds by default (each a batch of records).
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+
+/// A profile database.
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    writer: OnceCell<WriterHandle>,
+    queue_capacity: usize,
+    dropped: DropCounts,
+}
+
+struct WriterHandle {
+    tx: Mutex<Option<Sender<Command>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens the database at `path`, creating it (and its schema) if the file does not
+    /// exist. The folder must exist.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path.as_ref(), true, DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// Opens an existing database; a missing file is an error.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path.as_ref(), false, DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// Like [`Store::open`], with a write queue of `queue_capacity` commands.
+    pub fn open_with_queue(path: impl AsRef<Path>, queue_capacity: usize) -> Result<Store> {
+        Store::open_with(path.as_ref(), true, queue_capacity.max(1))
+    }
+
+    fn open_with(path: &Path, create: bool, queue_capacity: usize) -> Result<Store> {
+        let conn = open_connection(path, create)?;
+        let store = Store {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            writer: OnceCell::new(),
+            queue_capacity,
+            dropped: DropCounts::default(),
+        };
+        store.mark_dead_runs_incomplete()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, cause: rusqlite::Error) -> Error {
+        Error::Sqlite {
+            path: self.path.clone(),
+            cause,
+        }
+    }
+
+    fn writer(&self) -> Result<&WriterHandle> {
+        self.writer.get_or_try_init(|| {
+            let conn = open_connection(&self.path, false)?;
+            // Bulk writes: a larger page cache, and fewer, larger WAL checkpoints.
+            for (k, v) in [
+                (
+                    "cache_size",
+                    std::env::var("TE_CACHE").unwrap_or("-65536".into()),
+                ),
+                (
+                    "wal_autocheckpoint",
+                    std::env::var("TE_CKPT").unwrap_or("1000".into()),
+                ),
+            ] {
+                conn.pragma_update(None, k, v).map_err(|e| self.err(e))?;
+            }
+            let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
+            let w = Writer {
+                conn,
+                state: writer::WriterState {
+                    path: self.path.clone(),
+                    dropped: Arc::clone(&self.dropped),
+                    warned: false,
+                },
+            };
+            let thread = std::thread::Builder::new()
+                .name("tracing-energy-store-writer".into())
+                .spawn(move || w.run(rx))
+                .map_err(Error::Thread)?;
+            Ok(WriterHandle {
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+            })
+        })
+    }
+
+    fn sender(&self) -> Result<Sender<Command>> {
+        self.writer()?
+            .tx
+            .lock()
+            .clone()
+            .ok_or_else(|| Error::WriterFailed("the store was closed".into()))
+    }
+
+    /// Sends a command that waits for its reply (blocks while the queue is full).
+    fn call<T>(&self, make: impl FnOnce(Sender<Result<T>>) -> Command) -> Result<T> {
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        self.sender()?
+            .send(make(reply_tx))
+            .map_err(|_| Error::WriterFailed("the writer thread has stopped".into()))?;
+        reply_rx
+            .recv()
+            .map_err(|_| Error::WriterFailed("the writer thread stopped before replying".into()))?
+    }
+
+    /// Queues records without blocking; when the queue is full they are dropped and
+    /// counted on the run. Returns false when dropped.
+    fn queue(&self, cmd: Command) -> bool {
+        let (run, rows) = cmd.rows();
+        if rows == 0 {
+            return true;
+        }
+        let sent = match self.sender() {
+            Ok(tx) => match tx.try_send(cmd) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+            },
+            Err(_) => false,
+        };
+        if !sent {
+            if let Some(run) = run {
+                *self.dropped.lock().entry(run).or_default() += rows as u64;
+            }
+        }
+        sent
+    }
+
+    /// Creates a run (status `running`, owned by this process) and returns its id. Waits
+    /// for the writer.
+    pub fn create_run(&self, meta: &NewRun) -> Result<RunId> {
+        let meta = Box::new(meta.clone());
+        self.call(|reply| Command::CreateRun(meta, reply))
+    }
+
+    /// Queues power samples of a run.
+    pub fn add_power_samples(&self, run: RunId, samples: Vec<PowerSample>) -> bool {
+        self.queue(Command::PowerSamples(run, samples))
+    }
+
+    /// Queues one pipeline section.
+    pub fn add_pipeline_section(&self, run: RunId, section: PipelineSection) -> bool {
+        self.queue(Command::Sections(run, vec![section]))
+    }
+
+    /// Queues pipeline sections.
+    pub fn add_pipeline_sections(&self, run: RunId, sections: Vec<PipelineSection>) -> bool {
+        self.queue(Command::Sections(run, sections))
+    }
+
+    /// Queues one token row. A token's row must be queued before its layers'.
+    pub fn add_token(&self, run: RunId, token: TokenRecord) -> bool {
+        self.queue(Command::Tokens(run, vec![token]))
+    }
+
+    /// Queues token rows.
+    pub fn add_tokens(&self, run: RunId, tokens: Vec<TokenRecord>) -> bool {
+        self.queue(Command::Tokens(run, tokens))
+    }
+
+    /// Queues layer rows (their token rows first).
+    pub fn add_layer_metrics(&self, run: RunId, layers: Vec<LayerRecord>) -> bool {
+        self.queue(Command::Layers(run, layers))
+    }
+
+    /// Queues component rows (their layer rows first).
+    pub fn add_component_metrics(&self, run: RunId, components: Vec<ComponentRecord>) -> bool {
+        self.queue(Command::Components(run, components))
+    }
+
+    /// Queues operation rows (their component rows first).
+    pub fn add_deep_operation_metrics(&self, run: RunId, ops: Vec<OperationRecord>) -> bool {
+        self.queue(Command::Operations(run, ops))
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub fn flush(&self) -> Result<()> {
+        if self.writer.get().is_none() {
+            return Ok(());
+        }
+        self.call(Command::Flush)
+    }
+
+    /// Records how a run ended, after everything queued before it is committed. The run's
+    /// `dropped_records` becomes the caller's count plus the records the store dropped.
+    pub fn finish_run(&self, run: RunId, end: &RunEnd) -> Result<()> {
+        let end = Box::new(end.clone());
+        self.call(|reply| Command::FinishRun(run, end, reply))
+            .map_err(|e| match e {
+                Error::Sqlite {
+                    cause: rusqlite::Error::QueryReturnedNoRows,
+                    ..
+                } => Error::UnknownRun {
+                    path: self.path.clone(),
+                    run: run.to_string(),
+                },
+                e => e,
+            })
+    }
+
+    /// Records dropped so far for a run and not yet stored on it.
+    pub fn pending_dropped(&self, run: RunId) -> u64 {
+        self.dropped.lock().get(&run).copied().unwrap_or(0)
+    }
+
+    /// Deletes a run and all its rows. Returns false when there was no such run.
+    pub fn delete_run(&self, run: RunId) -> Result<bool> {
+        self.flush()?;
+        let conn = self.conn.lock();
+        let n = conn
+            .execute("DELETE FROM profiling_runs WHERE run_id = ?1", [run])
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    /// Stops the writer thread after it has committed everything queued.
+    pub fn close(&self) -> Result<()> {
+        let result = self.flush();
+        if let Some(w) = self.writer.get() {
+            drop(w.tx.lock().take());
+            if let Some(t) = w.thread.lock().take() {
+                let _ = t.join();
+            }
+        }
+        result
+    }
+
+    fn mark_dead_runs_incomplete(&self) -> Result<()> {
+        let conn = self.conn.lock();
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            return Ok(());
+        }
+        let dead = queries::dead_running_runs(&conn).map_err(|e| self.err(e))?;
+        for run in dead {
+            conn.execute(
+                "UPDATE profiling_runs SET status = 'incomplete' WHERE run_id = ?1 AND status = 'running'",
+                [run],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Unix time now, in milliseconds.
+pub(crate) fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Formats Unix milliseconds as RFC 3339 (UTC).
+pub(crate) fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn open_connection(path: &Path, create: bool) -> Result<Connection> {
+    let db_err = |problem: String, fix: &str| Error::Database {
+        path: path.to_path_buf(),
+        problem,
+        fix: fix.to_string(),
+    };
+    let exists = path.exists();
+    if !exists {
+        if !create {
+            return Err(db_err(
+                "no such file".into(),
+                "check the path (or --db / TRACING_ENERGY_DB); a profile run creates the database",
+            ));
+        }
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(db_err(
+                format!("the folder {} does not exist", parent.display()),
+                "create the folder first, or choose a database path in an existing folder",
+            ));
+        }
+    } else if path.is_dir() {
+        return Err(db_err(
+            "it is a folder, not a file".into(),
+            "give the path of a database file",
+        ));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI
+        | if create {
+            OpenFlags::SQLITE_OPEN_CREATE
+        } else {
+            OpenFlags::empty()
+        };
+    let conn = match Connection::open_with_flags(path, flags) {
+        Ok(c) => c,
+        Err(e) => {
+            // Read-only file or folder: open read-only so that it can still be read.
+            match Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ) {
+                Ok(c) if exists => c,
+                _ => {
+                    return Err(db_err(
+                        format!("cannot be opened for writing ({e})"),
+                        "check that the folder is writable, or choose another database path",
+                    ))
+                }
+            }
+        }
+    };
+    let sql_err = |cause: rusqlite::Error| Error::Sqlite {
+        path: path.to_path_buf(),
+        cause,
+    };
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+    // Reading the version is the first access to the file's content.
+    let version: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {
+        Ok(v) => v,
+        Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            return Err(db_err(
+                "the file is not an SQLite database".into(),
+                "give the path of a tracing-energy database, or a new file name; this file was not changed",
+            ))
+        }
+        Err(e) => return Err(sql_err(e)),
+    };
+    if version > SCHEMA_VERSION {
+        return Err(db_err(
+            format!(
+                "it was written by a newer tracing-energy (schema version {version}; this build knows up to {SCHEMA_VERSION})"
+            ),
+            "upgrade tracing-energy to read it; the file was not changed",
+        ));
+    }
+    if version == 0 {
+        let foreign: Vec<String> = {
+            let mut st = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+                .map_err(sql_err)?;
+            let names = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(sql_err)?;
+            names
+                .filter_map(|n| n.ok())
+                .filter(|n| !schema::TABLES.contains(&n.as_str()))
+                .collect()
+        };
+        if !foreign.is_empty() {
+            return Err(db_err(
+                format!(
+                    "it is an SQLite database of another program (tables: {})",
+                    foreign.join(", ")
+                ),
+                "give the path of a tracing-energy database, or a new file name; this file was not changed",
+            ));
+        }
+    }
+    let read_only = conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true);
+    if version < SCHEMA_VERSION && read_only {
+        return Err(db_err(
+            format!("its schema (version {version}) needs an upgrade, and the file is read-only"),
+            "make the file writable once so that tracing-energy can upgrade it",
+        ));
+    }
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql_err)?;
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql_err)?;
+    if version < SCHEMA_VERSION {
+        migrate(&conn).map_err(sql_err)?;
+    }
+    Ok(conn)
+}
+
+/// Applies the migrations the database lacks, each in its own transaction. Safe when
+/// several processes open a new file at once: the version is re-read under the lock.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version >= SCHEMA_VERSION {
+            conn.execute_batch("COMMIT")?;
+            return Ok(());
+        }
+        let step = schema::MIGRATIONS[version as usize];
+        let result = conn
+            .execute_batch(step)
+            .and_then(|()| conn.pragma_update(None, "user_version", version + 1));
+        match result {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The database schema and its forward migrations.
+//!
+//! `PRAGMA user_version` holds the schema version: the number of migrations applied. A
+//! database with a higher version than [`SCHEMA_VERSION`] was written by a newer
+//! tracing-energy and is refused, untouched.
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The tables this crate owns (a database holding other tables is not ours).
+pub const TABLES: [&str; 8] = [
+    "profiling_runs",
+    "run_tags",
+    "power_samples",
+    "pipeline_sections",
+    "tokens",
+    "layer_metrics",
+    "component_metrics",
+    "deep_operation_metrics",
+];
+
+/// Columns shared by every timed row: the section's window on the run's monotonic timeline
+/// and its attributed energy (see the `layer` module for the attribution's meaning).
+macro_rules! timed_columns {
+    () => {
+        "start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    thread_id INTEGER,
+    energy_mj REAL,
+    exclusive_energy_mj REAL,
+    cpu_energy_mj REAL,
+    gpu_energy_mj REAL,
+    ane_energy_mj REAL,
+    dram_energy_mj REAL,
+    energy_method TEXT,
+    energy_uncertainty_mj REAL,
+    sample_windows INTEGER"
+    };
+}
+
+/// Migration `k` takes a database from version `k` to `k + 1`.
+pub const MIGRATIONS: &[&str] = &[concat!(
+    "
+CREATE TABLE profiling_runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at_ms INTEGER NOT NULL,
+    ended_at_ms INTEGER,
+    model TEXT,
+    prompt TEXT,
+    response TEXT,
+    experiment TEXT,
+    power_source TEXT,
+    estimated INTEGER NOT NULL DEFAULT 0,
+    sample_interval_ms REAL,
+    host_name TEXT,
+    host_os TEXT,
+    host_cpu TEXT,
+    crate_version TEXT NOT NULL,
+    writer_pid INTEGER,
+    status TEXT NOT NULL DEFAULT 'running'
+        CHECK (status IN ('running', 'complete', 'incomplete', 'failed')),
+    error TEXT,
+    total_energy_mj REAL,
+    attributed_energy_mj REAL,
+    unattributed_energy_mj REAL,
+    dropped_records INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX idx_runs_started ON profiling_runs(started_at_ms);
+CREATE INDEX idx_runs_model ON profiling_runs(model, started_at_ms);
+CREATE INDEX idx_runs_experiment ON profiling_runs(experiment, started_at_ms);
+CREATE INDEX idx_runs_status ON profiling_runs(status);
+
+CREATE TABLE run_tags (
+    run_id INTEGER NOT NULL REFERENCES profiling_runs(run_id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (run_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX idx_run_tags_tag ON run_tags(tag, run_id);
+
+CREATE TABLE power_samples (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES profiling_runs(run_id) ON DELETE CASCADE,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    cpu_mw REAL,
+    gpu_mw REAL,
+    ane_mw REAL,
+    dram_mw REAL,
+    total_mw REAL NOT NULL,
+    cpu_mj REAL,
+    gpu_mj REAL,
+    ane_mj REAL,
+    dram_mj REAL,
+    total_mj REAL NOT NULL,
+    source TEXT NOT NULL,
+    estimated INTEGER NOT NULL
+);
+CREATE INDEX idx_power_samples_run_time ON power_samples(run_id, start_ns);
+
+CREATE TABLE pipeline_sections (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES profiling_runs(run_id) ON DELETE CASCADE,
+    section_index INTEGER NOT NULL,
+    parent_index INTEGER,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    phase TEXT,
+    depth INTEGER NOT NULL,
+    fields TEXT,
+    ",
+    timed_columns!(),
+    ",
+    UNIQUE (run_id, section_index)
+);
+CREATE INDEX idx_sections_run_time ON pipeline_sections(run_id, start_ns);
+
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES profiling_runs(run_id) ON DELETE CASCADE,
+    token_index INTEGER NOT NULL,
+    phase TEXT NOT NULL,
+    n_tokens INTEGER NOT NULL DEFAULT 1,
+    token_id INTEGER,
+    text TEXT,
+    ",
+    timed_columns!(),
+    ",
+    UNIQUE (run_id, token_index)
+);
+
+CREATE TABLE layer_metrics (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES profiling_runs(run_id) ON DELETE CASCADE,
+    token_index INTEGER NOT NULL,
+    layer_index INTEGER NOT NULL,
+    ",
+    timed_columns!(),
+    ",
+    UNIQUE (run_id, token_index, layer_index),
+    FOREIGN KEY (run_id, token_index) REFERENCES tokens(run_id, token_index) ON DELETE CASCADE
+);
+CREATE INDEX idx_layers_summary ON layer_metrics(run_id, layer_index, duration_ms, energy_mj);
+
+CREATE TABLE component_metrics (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES profiling_runs(run_id) ON DELETE CASCADE,
+    token_index INTEGER NOT NULL,
+    layer_index INTEGER,
+    component_index INTEGER NOT NULL,
+    component TEXT NOT NULL,
+    name TEXT NOT NULL,
+    ",
+    timed_columns!(),
+    ",
+    UNIQUE (run_id, token_index, layer_index, component_index),
+    FOREIGN KEY (run_id, token_index, layer_index)
+        REFERENCES layer_metrics(run_id, token_index, layer_index) ON DELETE CASCADE
+);
+
+CREATE TABLE deep_operation_metrics (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES profiling_runs(run_id) ON DELETE CASCADE,
+    token_index INTEGER NOT NULL,
+    layer_index INTEGER,
+    component_index INTEGER NOT NULL,
+    op_index INTEGER NOT NULL,
+    operation TEXT NOT NULL,
+    name TEXT NOT NULL,
+    ",
+    timed_columns!(),
+    ",
+    UNIQUE (run_id, token_index, layer_index, component_index, op_index),
+    FOREIGN KEY (run_id, token_index, layer_index, component_index)
+        REFERENCES component_metrics(run_id, token_index, layer_index, component_index)
+        ON DELETE CASCADE
+);
+"
+)];

@@ -1,0 +1,436 @@
+//! The writer thread: owns a connection and commits queued records in batched
+//! transactions.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, Transaction};
+
+use super::records::{
+    ComponentRecord, LayerRecord, Measured, NewRun, OperationRecord, PipelineSection, RunEnd,
+    RunId, TokenRecord,
+};
+use crate::power::{Domain, PowerSample};
+use crate::{Error, Result};
+
+/// Most rows committed in one transaction.
+const MAX_ROWS_PER_TRANSACTION: usize = 200_000;
+
+pub(crate) enum Command {
+    CreateRun(Box<NewRun>, Sender<Result<RunId>>),
+    PowerSamples(RunId, Vec<PowerSample>),
+    Sections(RunId, Vec<PipelineSection>),
+    Tokens(RunId, Vec<TokenRecord>),
+    Layers(RunId, Vec<LayerRecord>),
+    Components(RunId, Vec<ComponentRecord>),
+    Operations(RunId, Vec<OperationRecord>),
+    FinishRun(RunId, Box<RunEnd>, Sender<Result<()>>),
+    Flush(Sender<Result<()>>),
+}
+
+impl Command {
+    /// Rows this command writes, and the run they belong to.
+    pub(crate) fn rows(&self) -> (Option<RunId>, usize) {
+        match self {
+            Command::PowerSamples(r, v) => (Some(*r), v.len()),
+            Command::Sections(r, v) => (Some(*r), v.len()),
+            Command::Tokens(r, v) => (Some(*r), v.len()),
+            Command::Layers(r, v) => (Some(*r), v.len()),
+            Command::Components(r, v) => (Some(*r), v.len()),
+            Command::Operations(r, v) => (Some(*r), v.len()),
+            _ => (None, 1),
+        }
+    }
+}
+
+/// Rows dropped per run: by a full queue (counted by the sender) or a failed insert.
+pub(crate) type DropCounts = Arc<Mutex<HashMap<RunId, u64>>>;
+
+pub(crate) struct Writer {
+    pub(crate) conn: Connection,
+    pub(crate) state: WriterState,
+}
+
+pub(crate) struct WriterState {
+    pub(crate) path: PathBuf,
+    pub(crate) dropped: DropCounts,
+    pub(crate) warned: bool,
+}
+
+impl Writer {
+    pub(crate) fn run(mut self, rx: Receiver<Command>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            let mut rows = batch[0].rows().1;
+            while rows < MAX_ROWS_PER_TRANSACTION {
+                match rx.try_recv() {
+                    Ok(c) => {
+                        rows += c.rows().1;
+                        batch.push(c);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Command>) {
+        let mut replies: Vec<Box<dyn FnOnce(Result<()>)>> = Vec::new();
+        let state = &mut self.state;
+        let conn = &mut self.conn;
+        let outcome = (|| -> Result<()> {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| state.sqlite(e))?;
+            for cmd in batch.iter() {
+                state.apply(&tx, cmd, &mut replies);
+            }
+            tx.commit().map_err(|e| state.sqlite(e))
+        })();
+        let state = &self.state;
+        if let Err(e) = &outcome {
+            // Nothing of the batch was committed: every row is lost, and counted.
+            for cmd in &batch {
+                if let (Some(run), n) = cmd.rows() {
+                    *state.dropped.lock().entry(run).or_default() += n as u64;
+                }
+            }
+            tracing::error!(path = %state.path.display(), "a batch of records could not be committed: {e}");
+        }
+        let msg = outcome.as_ref().err().map(|e| e.to_string());
+        for reply in replies {
+            reply(match &msg {
+                None => Ok(()),
+                Some(m) => Err(Error::WriterFailed(m.clone())),
+            });
+        }
+    }
+}
+
+impl WriterState {
+    fn sqlite(&self, cause: rusqlite::Error) -> Error {
+        Error::Sqlite {
+            path: self.path.clone(),
+            cause,
+        }
+    }
+
+    fn apply(
+        &mut self,
+        tx: &Transaction,
+        cmd: &Command,
+        replies: &mut Vec<Box<dyn FnOnce(Result<()>)>>,
+    ) {
+        let result = match cmd {
+            Command::CreateRun(meta, reply) => {
+                let r = insert_run(tx, meta).map_err(|e| self.sqlite(e));
+                let reply = reply.clone();
+                match r {
+                    Ok(id) => replies.push(Box::new(move |outcome| {
+                        let _ = reply.send(outcome.map(|()| id));
+                    })),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+                return;
+            }
+            Command::FinishRun(run, end, reply) => {
+                let extra = self.dropped.lock().remove(run).unwrap_or(0);
+                let r = finish_run(tx, *run, end, extra).map_err(|e| self.sqlite(e));
+                let reply = reply.clone();
+                match r {
+                    Ok(()) => replies.push(Box::new(move |outcome| {
+                        let _ = reply.send(outcome);
+                    })),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+                return;
+            }
+            Command::Flush(reply) => {
+                let reply = reply.clone();
+                replies.push(Box::new(move |outcome| {
+                    let _ = reply.send(outcome);
+                }));
+                return;
+            }
+            Command::PowerSamples(run, v) => insert_each(tx, *run, v, POWER_SQL, bind_power),
+            Command::Sections(run, v) => insert_each(tx, *run, v, &SECTION_SQL, bind_section),
+            Command::Tokens(run, v) => insert_each(tx, *run, v, &TOKEN_SQL, bind_token),
+            Command::Layers(run, v) => insert_each(tx, *run, v, &LAYER_SQL, bind_layer),
+            Command::Components(run, v) => insert_each(tx, *run, v, &COMPONENT_SQL, bind_component),
+            Command::Operations(run, v) => insert_each(tx, *run, v, &OPERATION_SQL, bind_operation),
+        };
+        let (run, failed, first_error) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let (run, n) = cmd.rows();
+                (run.unwrap_or_default(), n, Some(e.to_string()))
+            }
+        };
+        if failed > 0 {
+            *self.dropped.lock().entry(run).or_default() += failed as u64;
+            if !self.warned {
+                self.warned = true;
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "{failed} record(s) of run {run} could not be written ({}); they are counted as dropped on the run; further failures are only counted",
+                    first_error.unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+/// Binds one record's columns to a prepared statement (parameters from 1).
+type Bind<T> = fn(&mut rusqlite::CachedStatement<'_>, RunId, &T) -> rusqlite::Result<()>;
+
+/// Inserts each record; a failing row (e.g. its parent row was dropped) is skipped and
+/// counted, the others are kept. Returns (run, failed rows, first error).
+fn insert_each<T>(
+    tx: &Transaction,
+    run: RunId,
+    records: &[T],
+    sql: &str,
+    bind: Bind<T>,
+) -> rusqlite::Result<(RunId, usize, Option<String>)> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut failed = 0;
+    let mut first_error = None;
+    for r in records {
+        let result = bind(&mut stmt, run, r).and_then(|()| stmt.raw_execute());
+        if let Err(e) = result {
+            failed += 1;
+            first_error.get_or_insert_with(|| e.to_string());
+        }
+    }
+    Ok((run, failed, first_error))
+}
+
+fn insert_run(tx: &Transaction, m: &NewRun) -> rusqlite::Result<RunId> {
+    tx.execute(
+        "INSERT INTO profiling_runs (started_at_ms, model, prompt, experiment, power_source,
+            estimated, sample_interval_ms, host_name, host_os, host_cpu, crate_version,
+            writer_pid, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'running')",
+        params![
+            m.started_at_ms.unwrap_or_else(super::unix_ms_now),
+            m.model,
+            m.prompt,
+            m.experiment,
+            m.power_source,
+            m.estimated,
+            m.sample_interval_ms,
+            m.host.name,
+            m.host.os,
+            m.host.cpu,
+            env!("CARGO_PKG_VERSION"),
+            std::process::id() as i64,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    let mut tags: Vec<&String> = m.tags.iter().filter(|t| !t.trim().is_empty()).collect();
+    tags.sort();
+    tags.dedup();
+    for t in tags {
+        tx.execute(
+            "INSERT INTO run_tags (run_id, tag) VALUES (?1, ?2)",
+            params![id, t.trim()],
+        )?;
+    }
+    Ok(id)
+}
+
+fn finish_run(
+    tx: &Transaction,
+    run: RunId,
+    end: &RunEnd,
+    store_dropped: u64,
+) -> rusqlite::Result<()> {
+    let n = tx.execute(
+        "UPDATE profiling_runs SET ended_at_ms = ?2, status = ?3, response = COALESCE(?4, response),
+            total_energy_mj = ?5, attributed_energy_mj = ?6, unattributed_energy_mj = ?7,
+            dropped_records = dropped_records + ?8, error = ?9
+         WHERE run_id = ?1",
+        params![
+            run,
+            super::unix_ms_now(),
+            end.status.as_str(),
+            end.response,
+            end.total_energy_mj,
+            end.attributed_energy_mj,
+            end.unattributed_energy_mj,
+            (end.dropped_records + store_dropped) as i64,
+            end.error,
+        ],
+    )?;
+    if n == 0 {
+        return Err(rusqlite::Error::QueryReturnedNoRows);
+    }
+    Ok(())
+}
+
+const POWER_SQL: &str = "INSERT INTO power_samples (run_id, start_ns, end_ns, duration_ms,
+    cpu_mw, gpu_mw, ane_mw, dram_mw, total_mw, cpu_mj, gpu_mj, ane_mj, dram_mj, total_mj, source, estimated)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+
+fn bind_power(
+    st: &mut rusqlite::CachedStatement<'_>,
+    run: RunId,
+    s: &PowerSample,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(1, run)?;
+    st.raw_bind_parameter(2, s.start_ns as i64)?;
+    st.raw_bind_parameter(3, s.end_ns as i64)?;
+    st.raw_bind_parameter(4, s.duration_ns() as f64 / 1e6)?;
+    for (i, d) in Domain::ALL.iter().enumerate() {
+        st.raw_bind_parameter(5 + i, s.power_mw(*d))?;
+        st.raw_bind_parameter(10 + i, s.energy.get(*d))?;
+    }
+    st.raw_bind_parameter(9, s.total_mw())?;
+    st.raw_bind_parameter(14, s.total_mj)?;
+    st.raw_bind_parameter(15, &*s.source)?;
+    st.raw_bind_parameter(16, s.estimated)
+}
+
+const TIMED_COLUMNS: &str =
+    "start_ns, end_ns, duration_ms, thread_id, energy_mj, exclusive_energy_mj,
+    cpu_energy_mj, gpu_energy_mj, ane_energy_mj, dram_energy_mj, energy_method,
+    energy_uncertainty_mj, sample_windows";
+
+/// Binds the 13 timed columns from parameter `at` on.
+fn bind_measured(
+    st: &mut rusqlite::CachedStatement<'_>,
+    at: usize,
+    m: &Measured,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(at, m.start_ns as i64)?;
+    st.raw_bind_parameter(at + 1, m.end_ns as i64)?;
+    st.raw_bind_parameter(at + 2, m.duration_ms())?;
+    st.raw_bind_parameter(at + 3, m.thread_id.map(|t| t as i64))?;
+    st.raw_bind_parameter(at + 4, m.energy_mj)?;
+    st.raw_bind_parameter(at + 5, m.exclusive_energy_mj)?;
+    st.raw_bind_parameter(at + 6, m.cpu_energy_mj)?;
+    st.raw_bind_parameter(at + 7, m.gpu_energy_mj)?;
+    st.raw_bind_parameter(at + 8, m.ane_energy_mj)?;
+    st.raw_bind_parameter(at + 9, m.dram_energy_mj)?;
+    st.raw_bind_parameter(at + 10, m.energy_method.as_deref())?;
+    st.raw_bind_parameter(at + 11, m.energy_uncertainty_mj)?;
+    st.raw_bind_parameter(at + 12, m.sample_windows)
+}
+
+fn insert_sql(table: &str, cols: &str, n: usize) -> String {
+    let placeholders = (1..=n + 13)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("INSERT INTO {table} ({cols}, {TIMED_COLUMNS}) VALUES ({placeholders})")
+}
+
+static SECTION_SQL: Lazy<String> = Lazy::new(|| {
+    insert_sql(
+        "pipeline_sections",
+        "run_id, section_index, parent_index, name, kind, phase, depth, fields",
+        8,
+    )
+});
+static TOKEN_SQL: Lazy<String> = Lazy::new(|| {
+    insert_sql(
+        "tokens",
+        "run_id, token_index, phase, n_tokens, token_id, text",
+        6,
+    )
+});
+static LAYER_SQL: Lazy<String> =
+    Lazy::new(|| insert_sql("layer_metrics", "run_id, token_index, layer_index", 3));
+static COMPONENT_SQL: Lazy<String> = Lazy::new(|| {
+    insert_sql(
+        "component_metrics",
+        "run_id, token_index, layer_index, component_index, component, name",
+        6,
+    )
+});
+static OPERATION_SQL: Lazy<String> = Lazy::new(|| {
+    insert_sql(
+        "deep_operation_metrics",
+        "run_id, token_index, layer_index, component_index, op_index, operation, name",
+        7,
+    )
+});
+
+fn bind_section(
+    st: &mut rusqlite::CachedStatement<'_>,
+    run: RunId,
+    s: &PipelineSection,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(1, run)?;
+    st.raw_bind_parameter(2, s.section_index as i64)?;
+    st.raw_bind_parameter(3, s.parent_index.map(|i| i as i64))?;
+    st.raw_bind_parameter(4, s.name.as_str())?;
+    st.raw_bind_parameter(5, s.kind.as_str())?;
+    st.raw_bind_parameter(6, s.phase.as_deref())?;
+    st.raw_bind_parameter(7, s.depth)?;
+    st.raw_bind_parameter(8, s.fields.as_deref())?;
+    bind_measured(st, 9, &s.measured)
+}
+
+fn bind_token(
+    st: &mut rusqlite::CachedStatement<'_>,
+    run: RunId,
+    t: &TokenRecord,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(1, run)?;
+    st.raw_bind_parameter(2, t.token_index as i64)?;
+    st.raw_bind_parameter(3, t.phase.as_str())?;
+    st.raw_bind_parameter(4, t.n_tokens)?;
+    st.raw_bind_parameter(5, t.token_id)?;
+    st.raw_bind_parameter(6, t.text.as_deref())?;
+    bind_measured(st, 7, &t.measured)
+}
+
+fn bind_layer(
+    st: &mut rusqlite::CachedStatement<'_>,
+    run: RunId,
+    l: &LayerRecord,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(1, run)?;
+    st.raw_bind_parameter(2, l.token_index as i64)?;
+    st.raw_bind_parameter(3, l.layer_index)?;
+    bind_measured(st, 4, &l.measured)
+}
+
+fn bind_component(
+    st: &mut rusqlite::CachedStatement<'_>,
+    run: RunId,
+    c: &ComponentRecord,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(1, run)?;
+    st.raw_bind_parameter(2, c.token_index as i64)?;
+    st.raw_bind_parameter(3, c.layer_index)?;
+    st.raw_bind_parameter(4, c.component_index)?;
+    st.raw_bind_parameter(5, c.component.as_str())?;
+    st.raw_bind_parameter(6, c.name.as_str())?;
+    bind_measured(st, 7, &c.measured)
+}
+
+fn bind_operation(
+    st: &mut rusqlite::CachedStatement<'_>,
+    run: RunId,
+    o: &OperationRecord,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(1, run)?;
+    st.raw_bind_parameter(2, o.token_index as i64)?;
+    st.raw_bind_parameter(3, o.layer_index)?;
+    st.raw_bind_parameter(4, o.component_index)?;
+    st.raw_bind_parameter(5, o.op_index)?;
+    st.raw_bind_parameter(6, o.operation.as_str())?;
+    st.raw_bind_parameter(7, o.name.as_str())?;
+    bind_measured(st, 8, &o.measured)
+}
