@@ -103,19 +103,9 @@ impl Store {
     fn writer(&self) -> Result<&WriterHandle> {
         self.writer.get_or_try_init(|| {
             let conn = open_connection(&self.path, false)?;
-            // Bulk writes: a larger page cache, and fewer, larger WAL checkpoints.
-            for (k, v) in [
-                (
-                    "cache_size",
-                    std::env::var("TE_CACHE").unwrap_or("-65536".into()),
-                ),
-                (
-                    "wal_autocheckpoint",
-                    std::env::var("TE_CKPT").unwrap_or("1000".into()),
-                ),
-            ] {
-                conn.pragma_update(None, k, v).map_err(|e| self.err(e))?;
-            }
+            // Bulk writes: a 64 MB page cache for the writer's connection.
+            conn.pragma_update(None, "cache_size", -65536)
+                .map_err(|e| self.err(e))?;
             let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
             let w = Writer {
                 conn,

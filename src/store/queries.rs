@@ -426,11 +426,11 @@ impl Store {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
 
-            // One pass over the component rows, grouped by (layer, component); the
+            // Per (layer, component) totals, kept by the writer (component_rollup); the
             // per-component figures and the hottest list are folded from those groups.
             let mut st = c.prepare(
-                "SELECT layer_index, component, COUNT(*), SUM(duration_ms), SUM(energy_mj), COUNT(energy_mj)
-                 FROM component_metrics WHERE run_id = ?1 GROUP BY layer_index, component",
+                "SELECT NULLIF(layer_key, -1), component, row_count, duration_ms, energy_mj, energy_rows
+                 FROM component_rollup WHERE run_id = ?1",
             )?;
             struct Group {
                 layer: Option<u32>,

@@ -8,7 +8,7 @@
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The tables this crate owns (a database holding other tables is not ours).
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 9] = [
     "profiling_runs",
     "run_tags",
     "power_samples",
@@ -16,6 +16,7 @@ pub const TABLES: [&str; 8] = [
     "tokens",
     "layer_metrics",
     "component_metrics",
+    "component_rollup",
     "deep_operation_metrics",
 ];
 
@@ -158,6 +159,20 @@ CREATE TABLE component_metrics (
     FOREIGN KEY (run_id, token_index, layer_index)
         REFERENCES layer_metrics(run_id, token_index, layer_index) ON DELETE CASCADE
 );
+
+-- Per (run, layer, component) running totals, kept by the writer as component rows are
+-- inserted, so that a run summary does not scan every component row. layer_key is the
+-- layer index, or -1 for model-level components.
+CREATE TABLE component_rollup (
+    run_id INTEGER NOT NULL REFERENCES profiling_runs(run_id) ON DELETE CASCADE,
+    layer_key INTEGER NOT NULL,
+    component TEXT NOT NULL,
+    row_count INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    energy_mj REAL NOT NULL,
+    energy_rows INTEGER NOT NULL,
+    PRIMARY KEY (run_id, layer_key, component)
+) WITHOUT ROWID;
 
 CREATE TABLE deep_operation_metrics (
     id INTEGER PRIMARY KEY,

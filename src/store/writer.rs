@@ -165,7 +165,7 @@ impl WriterState {
             Command::Sections(run, v) => insert_each(tx, *run, v, &SECTION_SQL, bind_section),
             Command::Tokens(run, v) => insert_each(tx, *run, v, &TOKEN_SQL, bind_token),
             Command::Layers(run, v) => insert_each(tx, *run, v, &LAYER_SQL, bind_layer),
-            Command::Components(run, v) => insert_each(tx, *run, v, &COMPONENT_SQL, bind_component),
+            Command::Components(run, v) => insert_components(tx, *run, v),
             Command::Operations(run, v) => insert_each(tx, *run, v, &OPERATION_SQL, bind_operation),
         };
         let (run, failed, first_error) = match result {
@@ -210,6 +210,51 @@ fn insert_each<T>(
             failed += 1;
             first_error.get_or_insert_with(|| e.to_string());
         }
+    }
+    Ok((run, failed, first_error))
+}
+
+/// Inserts component rows and adds the inserted ones to the run's `component_rollup`.
+fn insert_components(
+    tx: &Transaction,
+    run: RunId,
+    records: &[ComponentRecord],
+) -> rusqlite::Result<(RunId, usize, Option<String>)> {
+    let mut stmt = tx.prepare_cached(&COMPONENT_SQL)?;
+    let mut failed = 0;
+    let mut first_error = None;
+    // (layer key, component) -> (rows, duration, energy, rows with energy)
+    let mut rollup: HashMap<(i64, &str), (i64, f64, f64, i64)> = HashMap::new();
+    for r in records {
+        match bind_component(&mut stmt, run, r).and_then(|()| stmt.raw_execute()) {
+            Ok(_) => {
+                let e = rollup
+                    .entry((r.layer_index.map_or(-1, i64::from), r.component.as_str()))
+                    .or_default();
+                e.0 += 1;
+                e.1 += r.measured.duration_ms();
+                if let Some(mj) = r.measured.energy_mj {
+                    e.2 += mj;
+                    e.3 += 1;
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    let mut up = tx.prepare_cached(
+        "INSERT INTO component_rollup (run_id, layer_key, component, row_count, duration_ms, energy_mj, energy_rows)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (run_id, layer_key, component) DO UPDATE SET
+            row_count = row_count + excluded.row_count,
+            duration_ms = duration_ms + excluded.duration_ms,
+            energy_mj = energy_mj + excluded.energy_mj,
+            energy_rows = energy_rows + excluded.energy_rows",
+    )?;
+    for ((layer, component), (n, dur, mj, n_mj)) in rollup {
+        up.execute(params![run, layer, component, n, dur, mj, n_mj])?;
     }
     Ok((run, failed, first_error))
 }
