@@ -16,10 +16,13 @@
 //! # How it works
 //!
 //! - **Hot path.** `on_enter` and `on_exit` read the clock ([`crate::clock::raw`]) and push
-//!   or pop a frame on a per-thread stack; `on_exit` puts one fixed-size record into a
-//!   lock-free bounded queue. No allocation, lock, system call or SQLite work happens there
-//!   (a span seen for the first time on a thread is looked up once in the registry). When the
-//!   queue is full, records are counted as dropped and the count is stored on the run.
+//!   or pop a frame on a per-thread stack; `on_exit` appends one fixed-size record to a
+//!   per-thread batch with room reserved in advance. A full batch (and the batch of a thread
+//!   whose top-level section or token just ended) goes to the processor through a lock-free
+//!   bounded queue, and an emptied batch comes back for reuse. No allocation, lock, system
+//!   call or SQLite work happens per enter or exit (a span seen for the first time on a thread
+//!   is looked up once in the registry). When the queue is full, the batch's records are
+//!   counted as dropped and the count is stored on the run.
 //! - **Processor thread.** Rebuilds the section tree from the records, waits until power
 //!   samples cover a finished token (the buffer's watermark), attributes energy (see
 //!   [`crate::attribution`] for the model, its conservation and its uncertainty), and hands
@@ -158,9 +161,10 @@ impl EnergyLayerBuilder {
         self
     }
 
-    /// Records the hot path may queue before dropping (default 262,144).
+    /// Records the hot path may queue before dropping (default 262,144), in batches of
+    /// [`BATCH`] records.
     pub fn queue_capacity(mut self, records: usize) -> Self {
-        self.queue_capacity = records.max(16);
+        self.queue_capacity = records.max(BATCH);
         self
     }
 
@@ -195,7 +199,9 @@ impl EnergyLayerBuilder {
         let run_id = store.create_run(&run)?;
         let shared = Arc::new(Shared {
             id: NEXT_LAYER.fetch_add(1, Ordering::Relaxed),
-            queue: ArrayQueue::new(self.queue_capacity),
+            batches: ArrayQueue::new((self.queue_capacity / BATCH).max(1)),
+            free: ArrayQueue::new((self.queue_capacity / BATCH).max(1) + 64),
+            activations: ArrayQueue::new(4096),
             dropped: AtomicU64::new(0),
             close_epoch: AtomicU64::new(0),
             next_serial: AtomicU64::new(1),
@@ -270,7 +276,13 @@ pub(crate) enum HotRecord {
 
 pub(crate) struct Shared {
     id: u64,
-    pub(crate) queue: ArrayQueue<HotRecord>,
+    /// Full batches of records, for the processor.
+    pub(crate) batches: ArrayQueue<Vec<HotRecord>>,
+    /// Emptied batches, back for reuse by the hot path.
+    pub(crate) free: ArrayQueue<Vec<HotRecord>>,
+    /// Threads becoming active: sent at once, not batched, so that other threads' sections
+    /// can be attributed while this one's are still open.
+    pub(crate) activations: ArrayQueue<HotRecord>,
     pub(crate) dropped: AtomicU64,
     close_epoch: AtomicU64,
     next_serial: AtomicU64,
@@ -282,10 +294,28 @@ pub(crate) struct Shared {
     pub(crate) stopped: AtomicBool,
 }
 
+/// Records per batch.
+pub const BATCH: usize = 512;
+
 impl Shared {
-    fn push(&self, r: HotRecord) {
-        if self.queue.push(r).is_err() {
+    fn activate(&self, r: HotRecord) {
+        if self.activations.push(r).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands a batch to the processor and takes an empty one back (allocating only while
+    /// the pool is still filling up).
+    fn flush(&self, batch: &mut Vec<HotRecord>) {
+        if batch.is_empty() {
+            return;
+        }
+        let empty = self.free.pop().unwrap_or_else(|| Vec::with_capacity(BATCH));
+        let full = std::mem::replace(batch, empty);
+        if let Err(mut full) = self.batches.push(full) {
+            self.dropped.fetch_add(full.len() as u64, Ordering::Relaxed);
+            full.clear();
+            let _ = self.free.push(full);
         }
     }
 }
@@ -332,6 +362,7 @@ struct ThreadState {
     epoch: u64,
     stack: Vec<Frame>,
     cache: IdMap,
+    batch: Vec<HotRecord>,
 }
 
 thread_local! {
@@ -341,6 +372,7 @@ thread_local! {
         epoch: u64::MAX,
         stack: Vec::with_capacity(256),
         cache: IdMap::with_capacity_and_hasher(1024, Default::default()),
+        batch: Vec::new(),
     });
 }
 
@@ -434,6 +466,7 @@ where
                 st.thread = shared.next_thread.fetch_add(1, Ordering::Relaxed) as u32;
                 st.stack.clear();
                 st.cache.clear();
+                st.batch = Vec::with_capacity(BATCH);
             }
             let epoch = shared.close_epoch.load(Ordering::Relaxed);
             if st.epoch != epoch {
@@ -461,7 +494,7 @@ where
                 Some(p) => (p.phase, p.in_token || p.code & CODE_TOKEN != 0),
                 None => {
                     let thread = st.thread;
-                    shared.push(HotRecord::Activate {
+                    shared.activate(HotRecord::Activate {
                         thread,
                         at_raw: now,
                     });
@@ -515,7 +548,7 @@ where
                 st.stack.remove(pos)
             };
             let parent = st.stack.get(pos.wrapping_sub(1)).map_or(0, |f| f.serial);
-            shared.push(HotRecord::Section {
+            let record = HotRecord::Section {
                 serial: frame.serial,
                 parent,
                 phase: frame.phase,
@@ -524,7 +557,11 @@ where
                 flags: if frame.in_token { FLAG_IN_TOKEN } else { 0 },
                 start_raw: frame.start_raw,
                 end_raw: end,
-            });
+            };
+            st.batch.push(record);
+            if st.batch.len() >= BATCH || st.stack.is_empty() || frame.code & CODE_TOKEN != 0 {
+                shared.flush(&mut st.batch);
+            }
         });
     }
 

@@ -159,8 +159,27 @@ impl Processor {
     /// Takes every queued record. Returns true when there were any.
     fn drain(&mut self) -> bool {
         let mut any = false;
-        while let Some(r) = self.shared.queue.pop() {
+        while let Some(r) = self.shared.activations.pop() {
             any = true;
+            self.on_record(r);
+        }
+        while let Some(mut batch) = self.shared.batches.pop() {
+            any = true;
+            // Activations first: a batch may hold sections of a thread whose activation is
+            // still in the other queue.
+            while let Some(r) = self.shared.activations.pop() {
+                self.on_record(r);
+            }
+            for r in batch.drain(..) {
+                self.on_record(r);
+            }
+            let _ = self.shared.free.push(batch);
+        }
+        any
+    }
+
+    fn on_record(&mut self, r: HotRecord) {
+        {
             match r {
                 HotRecord::Activate { thread, at_raw } => {
                     let t = clock::raw_to_ns(at_raw);
@@ -183,7 +202,6 @@ impl Processor {
                 ),
             }
         }
-        any
     }
 
     fn threads(&mut self, thread: u32) -> &mut Vec<Activity> {
