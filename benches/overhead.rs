@@ -37,7 +37,7 @@ fn pairs(c: &mut Criterion, name: &str, dispatch: Dispatch) {
 }
 
 fn overhead(c: &mut Criterion) {
-    let mut group_name = |s: &str| format!("span_pair/{s}");
+    let group_name = |s: &str| format!("span_pair/{s}");
     pairs(c, &group_name("no_subscriber"), Dispatch::none());
     pairs(
         c,

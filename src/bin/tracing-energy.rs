@@ -27,6 +27,9 @@ enum Command {
     Sample(SampleArgs),
     /// Say which power sources work on this machine, and how to fix those that do not.
     Doctor,
+    /// Profile a llama-family GGUF model (default SmolLM2-135M) generating text.
+    #[cfg(feature = "candle")]
+    Profile(Box<tracing_energy::candle::profile::ProfileArgs>),
 }
 
 #[derive(clap::Args)]
@@ -89,18 +92,26 @@ impl<'a> SampleLine<'a> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRACING_ENERGY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .without_time()
-        .init();
     let cli = Cli::parse();
+    #[cfg(feature = "candle")]
+    let installs_its_own = matches!(cli.command, Command::Profile(_));
+    #[cfg(not(feature = "candle"))]
+    let installs_its_own = false;
+    if !installs_its_own {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("TRACING_ENERGY_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .without_time()
+            .init();
+    }
     let result = match cli.command {
         Command::Sample(args) => sample(args),
         Command::Doctor => doctor(),
+        #[cfg(feature = "candle")]
+        Command::Profile(args) => profile(args),
     };
     match result {
         Ok(code) => code,
@@ -192,6 +203,18 @@ fn print_sample(out: &mut impl Write, s: &PowerSample, format: Format) -> anyhow
     }
     out.flush()?;
     Ok(())
+}
+
+#[cfg(feature = "candle")]
+fn profile(args: Box<tracing_energy::candle::profile::ProfileArgs>) -> anyhow::Result<ExitCode> {
+    use tracing_energy::candle::profile::{print_summary, run};
+    let summary = run(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn doctor() -> anyhow::Result<ExitCode> {

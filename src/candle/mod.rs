@@ -34,6 +34,7 @@ mod device;
 mod error;
 pub mod generate;
 mod model;
+pub mod profile;
 mod tokenizer;
 
 pub use device::{sync_hook_for, DeviceKind, SyncHook};

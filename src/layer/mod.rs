@@ -210,6 +210,7 @@ impl EnergyLayerBuilder {
             vocabulary: self.vocabulary,
             sync: self.sync,
             stopped: AtomicBool::new(false),
+            response: Mutex::new(None),
         });
         let start_ns = clock::now_ns();
         let processor = processor::Processor::spawn(processor::Setup {
@@ -292,6 +293,7 @@ pub(crate) struct Shared {
     vocabulary: Vocabulary,
     sync: Option<(SyncFn, SyncPoint)>,
     pub(crate) stopped: AtomicBool,
+    pub(crate) response: Mutex<Option<String>>,
 }
 
 /// Records per batch.
@@ -616,10 +618,21 @@ impl EnergyGuard {
         self.run_id
     }
 
+    /// Stores the generated text on the run when it finishes.
+    pub fn set_response(&self, response: impl Into<String>) {
+        *self.shared.response.lock() = Some(response.into());
+    }
+
     /// Waits for the samples that cover the last sections, stops the sampler, attributes
     /// and writes everything, and marks the run complete.
     pub fn finish(mut self) -> Result<RunReport> {
         self.finish_inner(None)
+    }
+
+    /// Like [`EnergyGuard::finish`], but marks the run failed with `reason` (what was
+    /// recorded up to here is kept).
+    pub fn fail(mut self, reason: impl Into<String>) -> Result<RunReport> {
+        self.finish_inner(Some(reason.into()))
     }
 
     fn finish_inner(&mut self, failure: Option<String>) -> Result<RunReport> {

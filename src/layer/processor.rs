@@ -613,6 +613,23 @@ impl Processor {
         rows: &mut Rows,
     ) -> f64 {
         if let Some(done) = node.borrow().done {
+            // A finished token. A token-yielding phase (`prefill`) also gets its phase row,
+            // whose energy is all in its token row (exclusive 0).
+            let n = node.borrow();
+            if let Role::Phase(p) = n.role() {
+                let index = self.next_section;
+                self.next_section += 1;
+                rows.sections.push(PipelineSection {
+                    section_index: index,
+                    parent_index: parent,
+                    name: n.name().to_string(),
+                    kind: "phase".into(),
+                    phase: Some(p),
+                    depth: parent.map_or(0, |_| 1),
+                    fields: n.data.as_ref().and_then(|d| d.fields.lock().to_json()),
+                    measured: measured(n.start, n.end, n.thread, &done, done.total_mj.map(|_| 0.0)),
+                });
+            }
             return done.total_mj.unwrap_or(0.0);
         }
         let index = self.next_section;
@@ -759,7 +776,7 @@ impl Processor {
             } else {
                 RunStatus::Complete
             },
-            response: None,
+            response: self.shared.response.lock().take(),
             total_energy_mj: total,
             attributed_energy_mj: attributed,
             unattributed_energy_mj: unattributed,
