@@ -1,43 +1,40 @@
 //! # tracing-energy
 //!
-//! Where does the energy of transformer inference go? `tracing-energy` measures power while
-//! a traced Rust program runs and attributes the energy to its spans: joules per token, per
-//! phase (prefill, decode), per layer and per component.
-//!
-//! This release provides the power-sampling core:
-//!
-//! - [`power::PowerSample`]: one measured window on the process's monotonic timeline
-//!   ([`clock`]), with energy per domain (CPU, GPU, ANE, DRAM; `None` where not measured).
-//! - [`power::PowerSource`] and its implementations: Apple's `powermetrics`
-//!   ([`power::PowermetricsSource`]), a replay of a recorded capture
-//!   ([`power::ReplaySource`]), and an estimate from CPU time for machines without a sensor
-//!   ([`power::EstimateSource`], always labelled `estimated`).
-//! - [`power::Sampler`]: runs a source on its own thread, feeding the global
-//!   [`power::SampleBuffer`].
+//! Where does the energy of transformer inference go? `tracing-energy` is a
+//! [`tracing_subscriber::Layer`]: add it to a traced program and every span becomes a timed
+//! section with the energy it used, per phase (prefill, decode), per token, per layer and
+//! per component (attention, MLP, norms, single matmuls), stored in one SQLite file.
 //!
 //! ## Quick start
 //!
 //! ```no_run
-//! use std::time::Duration;
-//! use tracing_energy::power::{Domain, Sampler, SamplerConfig, SampleBuffer, SourceSpec};
+//! use tracing_subscriber::prelude::*;
 //!
-//! let source = SourceSpec::parse("auto")?.build()?; // powermetrics on a Mac, else an estimate
-//! let sampler = Sampler::start(source, SamplerConfig::new(Duration::from_millis(100)))?;
-//! let t0 = tracing_energy::clock::now_ns();
-//! std::thread::sleep(Duration::from_millis(500)); // the work to measure
-//! let t1 = tracing_energy::clock::now_ns();
-//! let report = sampler.stop();
-//! let mj: f64 = SampleBuffer::global().overlapping(t0, t1).iter().map(|s| s.total_mj).sum();
-//! println!("{mj:.1} mJ from {} (estimated: {})", report.source, report.estimated);
+//! // Before building any model: candle creates its spans when the model is built.
+//! let (layer, guard) = tracing_energy::EnergyLayer::builder()
+//!     .db("profiles.db")           // one SQLite file holds every run
+//!     .model("SmolLM2-135M")       // powermetrics on a Mac, else a CPU-time estimate
+//!     .build()?;
+//! tracing_subscriber::registry().with(layer).init();
+//! // ... run the model: candle-transformers' spans are understood as they are ...
+//! let report = guard.finish()?;    // waits for the last samples, attributes, writes
+//! println!("run {}: {:?} mJ", report.run_id, report.total_energy_mj);
 //! # Ok::<(), tracing_energy::Error>(())
 //! ```
 //!
-//! The command-line tool prints samples as they arrive and says which sources work here:
+//! ## Parts
 //!
-//! ```text
-//! tracing-energy sample --source estimate --count 5
-//! tracing-energy doctor
-//! ```
+//! - [`power`]: the sample type, power sources (Apple's `powermetrics`, a replayed capture,
+//!   an honest CPU-time estimate labelled `estimated`), the sampler thread and the global
+//!   sample buffer.
+//! - [`layer`]: the [`EnergyLayer`], its builder and guard, and the span [`Vocabulary`].
+//! - [`attribution`]: how sections and samples are joined, with exact conservation and an
+//!   uncertainty that says what a given sample interval lets you conclude.
+//! - [`store`]: the SQLite schema, the batched writer thread and the read queries.
+//! - `candle` (feature `candle`, on by default): loading GGUF models, their tokenizer and a
+//!   traced generation loop; `candle::profile` is the main job behind
+//!   `cargo run --release --example profile`.
+//! - [`clock`]: the process-wide monotonic timeline sections and samples share.
 
 #![warn(missing_docs)]
 

@@ -383,3 +383,39 @@ fn without_a_power_source_energy_is_unknown_not_zero() {
     let run = store.get_run(report.run_id).unwrap().unwrap();
     assert_eq!((run.total_energy_mj, run.power_source), (None, None));
 }
+
+#[test]
+fn a_full_queue_drops_records_and_counts_them_on_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let (layer, guard) = EnergyLayer::builder()
+        .db(&db)
+        .power(None)
+        .queue_capacity(tracing_energy::layer::BATCH)
+        .build()
+        .unwrap();
+    let sub = tracing_subscriber::registry().with(layer);
+    let pairs = 200_000u64;
+    tracing::subscriber::with_default(sub, || {
+        let root = info_span!("root");
+        let _r = root.enter();
+        let child = info_span!("child");
+        for _ in 0..pairs {
+            child.in_scope(|| ());
+        }
+    });
+    let report = guard.finish().unwrap();
+    assert!(
+        report.dropped_sections > 0,
+        "a one-batch queue must overflow"
+    );
+    assert_eq!(
+        report.sections + report.dropped_sections,
+        pairs + 1,
+        "every record is either processed or counted"
+    );
+    let store = Store::open_existing(&db).unwrap();
+    let run = store.get_run(report.run_id).unwrap().unwrap();
+    assert_eq!(run.dropped_records, report.dropped_records);
+    assert_eq!(run.status, RunStatus::Complete);
+}

@@ -601,6 +601,8 @@ pub struct RunReport {
     pub tokens: u64,
     /// Records dropped (queue full or not writable).
     pub dropped_records: u64,
+    /// Of those, section records the hot path dropped because the queue was full.
+    pub dropped_sections: u64,
     /// The power source's failure, if it failed.
     pub source_error: Option<String>,
 }

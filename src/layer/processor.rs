@@ -287,6 +287,7 @@ impl Processor {
 
     /// Finalizes jobs whose samples are complete (all jobs when `all`).
     fn finalize_ready(&mut self, all: bool) {
+        let mut rows = Rows::default();
         let wm = self.watermark();
         let safe = clock::now_ns().saturating_sub(REORDER_MARGIN_NS);
         while let Some(job) = self.jobs.front() {
@@ -296,10 +297,14 @@ impl Processor {
             }
             let job = self.jobs.pop_front().expect("front exists");
             match job {
-                Job::Unit(n) => self.finalize_unit(&n),
-                Job::Root(n) => self.finalize_root(&n),
+                Job::Unit(n) => self.finalize_unit(&n, &mut rows),
+                Job::Root(n) => self.finalize_root(&n, &mut rows),
+            }
+            if rows.len() >= 50_000 {
+                self.write(std::mem::take(&mut rows));
             }
         }
+        self.write(rows);
     }
 
     fn integral(&self, s: u64, e: u64) -> Option<EnergyIntegral> {
@@ -317,7 +322,7 @@ impl Processor {
 
     /// One token (a token span, a token-yielding phase, or a forward pass outside both):
     /// writes its token row, layers, components and operations.
-    fn finalize_unit(&mut self, unit: &NodeRef) {
+    fn finalize_unit(&mut self, unit: &NodeRef, rows: &mut Rows) {
         if unit.borrow().done.is_some() {
             return;
         }
@@ -325,7 +330,6 @@ impl Processor {
         let integral = self.integral(s, e);
         let token_index = self.next_token;
         self.next_token += 1;
-        let mut rows = Rows::default();
         let n = unit.borrow();
         let incl = Self::energy(&integral, s, e);
         let phase_name = self.phase_name(&n);
@@ -348,7 +352,7 @@ impl Processor {
         };
         drop(n);
         for c in &forward_children {
-            child_incl += self.emit_token_child(c, token_index, &integral, &mut rows);
+            child_incl += self.emit_token_child(c, token_index, &integral, rows);
         }
         let exclusive = incl.total_mj.map(|t| t - child_incl);
         rows.tokens.push(TokenRecord {
@@ -360,7 +364,6 @@ impl Processor {
             measured: measured(s, e, unit.borrow().thread, &incl, exclusive),
         });
         self.tokens += 1;
-        self.write(rows);
         let mut n = unit.borrow_mut();
         n.done = Some(incl);
         n.children.clear();
@@ -665,13 +668,11 @@ impl Processor {
     }
 
     /// A finished top-level section: writes what its tokens did not.
-    fn finalize_root(&mut self, root: &NodeRef) {
+    fn finalize_root(&mut self, root: &NodeRef, rows: &mut Rows) {
         let (s, e) = (root.borrow().start, root.borrow().end);
         let integral = self.integral(s, e);
-        let mut rows = Rows::default();
-        let incl = self.emit_generic(root, None, &integral, &mut rows);
+        let incl = self.emit_generic(root, None, &integral, rows);
         self.attributed += incl;
-        self.write(rows);
     }
 
     fn write(&mut self, rows: Rows) {
@@ -738,9 +739,11 @@ impl Processor {
         self.finalize_ready(true);
         // Sections whose top-level span never closed (still entered at finish).
         let orphans: Vec<NodeRef> = self.pending.drain().flat_map(|(_, v)| v).collect();
+        let mut rows = Rows::default();
         for o in orphans {
-            self.finalize_root(&o);
+            self.finalize_root(&o, &mut rows);
         }
+        self.write(rows);
         self.copy_samples(true);
 
         let (total, attributed, unattributed) = match self.source {
@@ -796,6 +799,7 @@ impl Processor {
             sections: self.sections,
             tokens: self.tokens,
             dropped_records: dropped + store_dropped,
+            dropped_sections: dropped,
             source_error,
         })
     }
@@ -825,6 +829,16 @@ fn measured(s: u64, e: u64, thread: u32, en: &SectionEnergy, exclusive: Option<f
         energy_method: known.then(|| METHOD.to_string()),
         energy_uncertainty_mj: en.uncertainty_mj,
         sample_windows: known.then_some(en.sample_windows),
+    }
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        self.tokens.len()
+            + self.layers.len()
+            + self.components.len()
+            + self.ops.len()
+            + self.sections.len()
     }
 }
 
