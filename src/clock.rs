@@ -55,6 +55,19 @@ pub fn raw_to_ns(raw: u64) -> u64 {
     }
 }
 
+/// Lowers the calling thread's scheduling priority (Linux: nice 10), so that background
+/// work (the processor, the store's writer) runs in the gaps of the profiled program instead
+/// of taking cores from it. Elsewhere it does nothing.
+pub(crate) fn background_thread() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id only lowers the
+    // priority, which needs no privilege, and failure is harmless.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,7 @@ pub mod clock;
 mod error;
 pub mod layer;
 pub mod power;
+pub mod report;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -99,6 +99,7 @@ pub(crate) struct Processor {
     start_ns: u64,
     interval: Duration,
     pending: HashMap<(u32, u64), Vec<NodeRef>>,
+    span_cache: HashMap<u64, Arc<SpanData>>,
     activity: Vec<Vec<Activity>>,
     jobs: VecDeque<Job>,
     next_token: u64,
@@ -127,6 +128,7 @@ impl Processor {
                     start_ns: setup.start_ns,
                     interval: setup.interval,
                     pending: HashMap::new(),
+                    span_cache: HashMap::new(),
                     activity: Vec::new(),
                     jobs: VecDeque::new(),
                     next_token: 0,
@@ -144,6 +146,7 @@ impl Processor {
     }
 
     fn run(mut self, finish: Receiver<Option<String>>) -> Result<RunReport> {
+        clock::background_thread();
         loop {
             let drained = self.drain();
             self.finalize_ready(false);
@@ -174,6 +177,9 @@ impl Processor {
                 self.on_record(r);
             }
             let _ = self.shared.free.push(batch);
+        }
+        if any {
+            self.forget_closed_spans();
         }
         any
     }
@@ -228,7 +234,19 @@ impl Processor {
         let end = clock::raw_to_ns(end_raw).max(start);
         self.last_end = self.last_end.max(end);
         self.sections += 1;
-        let data = self.shared.spans.lock().get(&serial).cloned();
+        let data = match self.span_cache.get(&serial) {
+            Some(d) => Some(Arc::clone(d)),
+            None => {
+                let d = self.shared.spans.lock().get(&serial).cloned();
+                // Long-lived spans (a model's) are looked up once; token spans come and go.
+                if let Some(d) = &d {
+                    if !d.token_unit && !matches!(d.role, Role::Phase(_)) {
+                        self.span_cache.insert(serial, Arc::clone(d));
+                    }
+                }
+                d
+            }
+        };
         let children = self.pending.remove(&(thread, serial)).unwrap_or_default();
         let node = Rc::new(RefCell::new(Node {
             data,
@@ -262,7 +280,6 @@ impl Processor {
         } else {
             self.pending.entry((thread, parent)).or_default().push(node);
         }
-        self.forget_closed_spans();
     }
 
     fn forget_closed_spans(&mut self) {
@@ -270,6 +287,8 @@ impl Processor {
         // table is cleaned in bulk to keep this cheap.
         let mut spans = self.shared.spans.lock();
         if spans.len() > 4096 {
+            self.span_cache
+                .retain(|_, d| !d.closed.load(Ordering::Acquire));
             spans.retain(|_, d| !d.closed.load(Ordering::Acquire) || Arc::strong_count(d) > 1);
         }
     }

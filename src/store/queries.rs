@@ -294,22 +294,7 @@ impl Store {
                  WHERE l.id = ?1 ORDER BY c.component_index",
                 prefixed("c")
             ))?;
-            let rows = st.query_map([layer_row_id], |r| {
-                let measured = measured_from(r, 7)?;
-                Ok(Row {
-                    id: r.get(0)?,
-                    run_id: r.get(1)?,
-                    duration_ms: measured.duration_ms(),
-                    record: ComponentRecord {
-                        token_index: r.get::<_, i64>(2)? as u64,
-                        layer_index: r.get(3)?,
-                        component_index: r.get(4)?,
-                        component: r.get(5)?,
-                        name: r.get(6)?,
-                        measured,
-                    },
-                })
-            })?;
+            let rows = st.query_map([layer_row_id], component_from_row)?;
             rows.collect()
         })
     }
@@ -329,23 +314,33 @@ impl Store {
                  WHERE c.id = ?1 ORDER BY o.op_index",
                 prefixed("o")
             ))?;
-            let rows = st.query_map([component_row_id], |r| {
-                let measured = measured_from(r, 8)?;
-                Ok(Row {
-                    id: r.get(0)?,
-                    run_id: r.get(1)?,
-                    duration_ms: measured.duration_ms(),
-                    record: OperationRecord {
-                        token_index: r.get::<_, i64>(2)? as u64,
-                        layer_index: r.get(3)?,
-                        component_index: r.get(4)?,
-                        op_index: r.get(5)?,
-                        operation: r.get(6)?,
-                        name: r.get(7)?,
-                        measured,
-                    },
-                })
-            })?;
+            let rows = st.query_map([component_row_id], operation_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Every component row of a run (model-level ones included), by token, layer and position.
+    pub fn get_run_components(&self, run: RunId) -> Result<Vec<Row<ComponentRecord>>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT id, run_id, token_index, layer_index, component_index, component, name, {TIMED}
+                 FROM component_metrics WHERE run_id = ?1
+                 ORDER BY token_index, layer_index IS NULL, layer_index, component_index"
+            ))?;
+            let rows = st.query_map([run], component_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Every operation row of a run, by token, layer, component and position.
+    pub fn get_run_operations(&self, run: RunId) -> Result<Vec<Row<OperationRecord>>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT id, run_id, token_index, layer_index, component_index, op_index, operation, name, {TIMED}
+                 FROM deep_operation_metrics WHERE run_id = ?1
+                 ORDER BY token_index, layer_index IS NULL, layer_index, component_index, op_index"
+            ))?;
+            let rows = st.query_map([run], operation_from_row)?;
             rows.collect()
         })
     }
@@ -512,6 +507,41 @@ impl Store {
             }))
         })
     }
+}
+
+fn component_from_row(r: &SqlRow) -> rusqlite::Result<Row<ComponentRecord>> {
+    let measured = measured_from(r, 7)?;
+    Ok(Row {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        duration_ms: measured.duration_ms(),
+        record: ComponentRecord {
+            token_index: r.get::<_, i64>(2)? as u64,
+            layer_index: r.get(3)?,
+            component_index: r.get(4)?,
+            component: r.get(5)?,
+            name: r.get(6)?,
+            measured,
+        },
+    })
+}
+
+fn operation_from_row(r: &SqlRow) -> rusqlite::Result<Row<OperationRecord>> {
+    let measured = measured_from(r, 8)?;
+    Ok(Row {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        duration_ms: measured.duration_ms(),
+        record: OperationRecord {
+            token_index: r.get::<_, i64>(2)? as u64,
+            layer_index: r.get(3)?,
+            component_index: r.get(4)?,
+            op_index: r.get(5)?,
+            operation: r.get(6)?,
+            name: r.get(7)?,
+            measured,
+        },
+    })
 }
 
 fn layer_from_row(r: &SqlRow) -> rusqlite::Result<Row<LayerRecord>> {

@@ -63,6 +63,7 @@ pub(crate) struct WriterState {
 
 impl Writer {
     pub(crate) fn run(mut self, rx: Receiver<Command>) {
+        crate::clock::background_thread();
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
             let mut rows = batch[0].rows().1;

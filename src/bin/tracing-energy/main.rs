@@ -1,4 +1,10 @@
 //! The `tracing-energy` command-line tool.
+//!
+//! Exit codes: 0 success, 1 error, 2 bad usage, 3 not found (no database, no such run, an
+//! empty database).
+
+mod db;
+mod table;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -27,6 +33,28 @@ enum Command {
     Sample(SampleArgs),
     /// Say which power sources work on this machine, and how to fix those that do not.
     Doctor,
+    /// List runs, newest first.
+    Runs(db::RunsArgs),
+    /// A run's metadata.
+    Show(db::RunArgs),
+    /// A run's energy per phase, layer and component, and its hottest components.
+    Summary(db::RunArgs),
+    /// A run's tokens.
+    Tokens(db::RunArgs),
+    /// A run's layers: mean per token, or one token's (--token I).
+    Layers(db::LayersArgs),
+    /// A run's hottest (layer, component) pairs.
+    Hot(db::HotArgs),
+    /// Runs whose prompt contains TEXT.
+    Search(db::SearchArgs),
+    /// Delete a run and all its rows.
+    Delete(db::DeleteArgs),
+    /// Two runs side by side: time and energy per phase, layer and component, with deltas.
+    Compare(db::CompareArgs),
+    /// Write a self-contained HTML report of a run.
+    Report(db::ReportArgs),
+    /// Export a run: Chrome/Perfetto trace, CSV or JSON.
+    Export(db::ExportArgs),
     /// Profile a llama-family GGUF model (default SmolLM2-135M) generating text.
     #[cfg(feature = "candle")]
     Profile(Box<tracing_energy::candle::profile::ProfileArgs>),
@@ -110,6 +138,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sample(args) => sample(args),
         Command::Doctor => doctor(),
+        Command::Runs(a) => db::runs(a).map(|()| ExitCode::SUCCESS),
+        Command::Show(a) => db::show(a).map(|()| ExitCode::SUCCESS),
+        Command::Summary(a) => db::summary(a).map(|()| ExitCode::SUCCESS),
+        Command::Tokens(a) => db::tokens(a).map(|()| ExitCode::SUCCESS),
+        Command::Layers(a) => db::layers(a).map(|()| ExitCode::SUCCESS),
+        Command::Hot(a) => db::hot(a).map(|()| ExitCode::SUCCESS),
+        Command::Search(a) => db::search(a).map(|()| ExitCode::SUCCESS),
+        Command::Delete(a) => db::delete(a).map(|()| ExitCode::SUCCESS),
+        Command::Compare(a) => db::compare(a).map(|()| ExitCode::SUCCESS),
+        Command::Report(a) => db::report(a).map(|()| ExitCode::SUCCESS),
+        Command::Export(a) => db::export(a).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "candle")]
         Command::Profile(args) => profile(args),
     };
@@ -117,7 +156,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<db::NotFound>().is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

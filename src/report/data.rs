@@ -1,0 +1,245 @@
+//! Bulk reads for the reports, on a read-only connection of their own.
+//!
+//! The store's API reads layer and component rows one token (or one layer row) at a time
+//! and cannot reach model-level components (their `layer_index` is NULL); a report needs all
+//! of them at once, so it reads them here, per run, in one query per table.
+
+use rusqlite::{Connection, OpenFlags, Row as SqlRow};
+
+use crate::store::{
+    ComponentRecord, LayerRecord, Measured, OperationRecord, Row, Run, RunId, Store, BUSY_TIMEOUT,
+};
+use crate::{Error, Result};
+
+/// A read-only connection to the store's file, with the store's queue flushed first.
+pub(super) struct Reader<'a> {
+    store: &'a Store,
+    conn: Connection,
+}
+
+/// The run, or [`Error::UnknownRun`].
+pub(super) fn run_or_error(store: &Store, run: RunId) -> Result<Run> {
+    store.get_run(run)?.ok_or_else(|| Error::UnknownRun {
+        path: store.path().to_path_buf(),
+        run: run.to_string(),
+    })
+}
+
+const TIMED: &str = "start_ns, end_ns, thread_id, energy_mj, exclusive_energy_mj, cpu_energy_mj,
+    gpu_energy_mj, ane_energy_mj, dram_energy_mj, energy_method, energy_uncertainty_mj,
+    sample_windows";
+
+fn measured_at(r: &SqlRow, at: usize) -> rusqlite::Result<Measured> {
+    Ok(Measured {
+        start_ns: r.get::<_, i64>(at)?.max(0) as u64,
+        end_ns: r.get::<_, i64>(at + 1)?.max(0) as u64,
+        thread_id: r.get::<_, Option<i64>>(at + 2)?.map(|t| t.max(0) as u64),
+        energy_mj: r.get(at + 3)?,
+        exclusive_energy_mj: r.get(at + 4)?,
+        cpu_energy_mj: r.get(at + 5)?,
+        gpu_energy_mj: r.get(at + 6)?,
+        ane_energy_mj: r.get(at + 7)?,
+        dram_energy_mj: r.get(at + 8)?,
+        energy_method: r.get(at + 9)?,
+        energy_uncertainty_mj: r.get(at + 10)?,
+        sample_windows: r.get(at + 11)?,
+    })
+}
+
+fn row<T>(id: i64, run_id: RunId, duration_ms: f64, record: T) -> Row<T> {
+    Row {
+        id,
+        run_id,
+        duration_ms,
+        record,
+    }
+}
+
+/// Energy and time of one (phase, layer, component kind) group of component rows.
+#[derive(Debug, Clone)]
+pub(super) struct ComponentGroup {
+    /// The phase of the tokens (`prefill`, `decode`, ...).
+    pub phase: String,
+    /// The layer; `None` for model-level components.
+    pub layer: Option<u32>,
+    /// The component kind.
+    pub component: String,
+    /// Total inclusive energy; `None` when no row has one.
+    pub energy_mj: Option<f64>,
+    /// Total duration.
+    pub duration_ms: f64,
+    /// Token rows the group covers.
+    pub token_rows: u64,
+    /// Tokens those rows processed (the prompt length for the prefill).
+    pub tokens: u64,
+}
+
+/// Energy and time of one (phase, layer) group of layer rows.
+#[derive(Debug, Clone)]
+pub(super) struct LayerGroup {
+    /// The phase of the tokens.
+    pub phase: String,
+    /// The layer.
+    pub layer: u32,
+    /// Total inclusive energy; `None` when no row has one.
+    pub energy_mj: Option<f64>,
+}
+
+impl<'a> Reader<'a> {
+    /// Flushes the store's write queue and opens its file read-only.
+    pub fn open(store: &'a Store) -> Result<Reader<'a>> {
+        store.flush()?;
+        let conn = Connection::open_with_flags(
+            store.path(),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql_err(store, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| sql_err(store, e))?;
+        Ok(Reader { store, conn })
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        sql_err(self.store, e)
+    }
+
+    /// Every layer row of the run, by token and layer.
+    pub fn layers(&self, run: RunId) -> Result<Vec<Row<LayerRecord>>> {
+        let go = || -> rusqlite::Result<Vec<Row<LayerRecord>>> {
+            let mut st = self.conn.prepare(&format!(
+                "SELECT id, run_id, token_index, layer_index, {TIMED} FROM layer_metrics
+                 WHERE run_id = ?1 ORDER BY token_index, layer_index"
+            ))?;
+            let rows = st.query_map([run], |r| {
+                let m = measured_at(r, 4)?;
+                let d = m.duration_ms();
+                let rec = LayerRecord {
+                    token_index: r.get::<_, i64>(2)? as u64,
+                    layer_index: r.get(3)?,
+                    measured: m,
+                };
+                Ok(row(r.get(0)?, r.get(1)?, d, rec))
+            })?;
+            rows.collect()
+        };
+        go().map_err(|e| self.err(e))
+    }
+
+    /// Every component row of the run (model-level ones included), by token, layer and
+    /// position.
+    pub fn components(&self, run: RunId) -> Result<Vec<Row<ComponentRecord>>> {
+        let go = || -> rusqlite::Result<Vec<Row<ComponentRecord>>> {
+            let mut st = self.conn.prepare(&format!(
+                "SELECT id, run_id, token_index, layer_index, component_index, component, name, {TIMED}
+                 FROM component_metrics WHERE run_id = ?1
+                 ORDER BY token_index, layer_index, component_index"
+            ))?;
+            let rows = st.query_map([run], |r| {
+                let m = measured_at(r, 7)?;
+                let d = m.duration_ms();
+                let rec = ComponentRecord {
+                    token_index: r.get::<_, i64>(2)? as u64,
+                    layer_index: r.get(3)?,
+                    component_index: r.get(4)?,
+                    component: r.get(5)?,
+                    name: r.get(6)?,
+                    measured: m,
+                };
+                Ok(row(r.get(0)?, r.get(1)?, d, rec))
+            })?;
+            rows.collect()
+        };
+        go().map_err(|e| self.err(e))
+    }
+
+    /// Every operation row of the run, by token, layer, component and position.
+    pub fn operations(&self, run: RunId) -> Result<Vec<Row<OperationRecord>>> {
+        let go = || -> rusqlite::Result<Vec<Row<OperationRecord>>> {
+            let mut st = self.conn.prepare(&format!(
+                "SELECT id, run_id, token_index, layer_index, component_index, op_index, operation,
+                        name, {TIMED}
+                 FROM deep_operation_metrics WHERE run_id = ?1
+                 ORDER BY token_index, layer_index, component_index, op_index"
+            ))?;
+            let rows = st.query_map([run], |r| {
+                let m = measured_at(r, 8)?;
+                let d = m.duration_ms();
+                let rec = OperationRecord {
+                    token_index: r.get::<_, i64>(2)? as u64,
+                    layer_index: r.get(3)?,
+                    component_index: r.get(4)?,
+                    op_index: r.get(5)?,
+                    operation: r.get(6)?,
+                    name: r.get(7)?,
+                    measured: m,
+                };
+                Ok(row(r.get(0)?, r.get(1)?, d, rec))
+            })?;
+            rows.collect()
+        };
+        go().map_err(|e| self.err(e))
+    }
+
+    /// Component rows summed per (token phase, layer, component kind).
+    pub fn component_groups(&self, run: RunId) -> Result<Vec<ComponentGroup>> {
+        let go = || -> rusqlite::Result<Vec<ComponentGroup>> {
+            // Per token first, so that a kind appearing twice in a layer counts its token once.
+            let mut st = self.conn.prepare(
+                "SELECT COALESCE(t.phase, 'unknown'), g.layer_index, g.component,
+                        SUM(g.e), SUM(g.known), SUM(g.d), COUNT(*), SUM(COALESCE(t.n_tokens, 1))
+                 FROM (SELECT token_index, layer_index, component, SUM(energy_mj) AS e,
+                              COUNT(energy_mj) AS known, SUM(duration_ms) AS d
+                       FROM component_metrics WHERE run_id = ?1
+                       GROUP BY token_index, layer_index, component) g
+                 LEFT JOIN tokens t ON t.run_id = ?1 AND t.token_index = g.token_index
+                 GROUP BY 1, 2, 3
+                 ORDER BY MIN(g.token_index), 2, 3",
+            )?;
+            let rows = st.query_map([run], |r| {
+                let known: i64 = r.get(4)?;
+                Ok(ComponentGroup {
+                    phase: r.get(0)?,
+                    layer: r.get(1)?,
+                    component: r.get(2)?,
+                    energy_mj: if known > 0 { r.get(3)? } else { None },
+                    duration_ms: r.get::<_, Option<f64>>(5)?.unwrap_or(0.0),
+                    token_rows: r.get::<_, i64>(6)?.max(0) as u64,
+                    tokens: r.get::<_, i64>(7)?.max(0) as u64,
+                })
+            })?;
+            rows.collect()
+        };
+        go().map_err(|e| self.err(e))
+    }
+
+    /// Layer rows summed per (token phase, layer).
+    pub fn layer_groups(&self, run: RunId) -> Result<Vec<LayerGroup>> {
+        let go = || -> rusqlite::Result<Vec<LayerGroup>> {
+            let mut st = self.conn.prepare(
+                "SELECT COALESCE(t.phase, 'unknown'), l.layer_index, SUM(l.energy_mj),
+                        COUNT(l.energy_mj)
+                 FROM layer_metrics l
+                 LEFT JOIN tokens t ON t.run_id = l.run_id AND t.token_index = l.token_index
+                 WHERE l.run_id = ?1
+                 GROUP BY 1, 2 ORDER BY MIN(l.token_index), 2",
+            )?;
+            let rows = st.query_map([run], |r| {
+                let known: i64 = r.get(3)?;
+                Ok(LayerGroup {
+                    phase: r.get(0)?,
+                    layer: r.get(1)?,
+                    energy_mj: if known > 0 { r.get(2)? } else { None },
+                })
+            })?;
+            rows.collect()
+        };
+        go().map_err(|e| self.err(e))
+    }
+}
+
+fn sql_err(store: &Store, cause: rusqlite::Error) -> Error {
+    Error::Sqlite {
+        path: store.path().to_path_buf(),
+        cause,
+    }
+}
