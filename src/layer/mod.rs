@@ -23,10 +23,13 @@
 //!   call or SQLite work happens per enter or exit (a span seen for the first time on a thread
 //!   is looked up once in the registry). When the queue is full, the batch's records are
 //!   counted as dropped and the count is stored on the run.
-//! - **Processor thread.** Rebuilds the section tree from the records, waits until power
-//!   samples cover a finished token (the buffer's watermark), attributes energy (see
-//!   [`crate::attribution`] for the model, its conservation and its uncertainty), and hands
-//!   rows to the store's writer in batches.
+//! - **Processor thread.** Moves records out of the queue as they come, and keeps them (48
+//!   bytes each) until the run finishes or a million have gathered: then it rebuilds the
+//!   section trees, waits until power samples cover them (the buffer's watermark), attributes
+//!   energy (see [`crate::attribution`] for the model, its conservation and its uncertainty),
+//!   and hands rows to the store's writer in batches. Deferring that work keeps it from
+//!   taking CPU from the profiled program while it runs. Power samples are written to the
+//!   store as they come.
 //! - **Spans.** The [`Vocabulary`] decides what a span is. candle creates its spans once,
 //!   when a model is built, so install the subscriber *before* building the model, and do
 //!   not filter `candle_transformers` below TRACE.
