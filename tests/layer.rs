@@ -168,6 +168,14 @@ fn varying_power_is_integrated_exactly_and_conserved() {
     let report = guard.finish().unwrap();
     let store = Store::open_existing(&db).unwrap();
     let power = store.get_power_timeline(report.run_id).unwrap();
+    for w in power.windows(2) {
+        assert!(
+            w[1].start_ns >= w[0].end_ns,
+            "overlapping power rows {:?} {:?}",
+            (w[0].start_ns, w[0].end_ns),
+            (w[1].start_ns, w[1].end_ns)
+        );
+    }
     assert!(power.len() >= 8);
     let sections = store.get_pipeline_sections(report.run_id).unwrap();
     assert_eq!(sections.len(), 8);

@@ -210,10 +210,13 @@ impl Processor {
             match r {
                 HotRecord::Activate { thread, at_raw } => {
                     let t = clock::raw_to_ns(at_raw);
-                    self.threads(thread).push(Activity {
-                        start_ns: t,
-                        end_ns: u64::MAX,
-                    });
+                    let acts = self.threads(thread);
+                    if !acts.iter().any(|a| a.start_ns == t) {
+                        acts.push(Activity {
+                            start_ns: t,
+                            end_ns: u64::MAX,
+                        });
+                    }
                 }
                 HotRecord::Section {
                     serial,
@@ -279,13 +282,20 @@ impl Processor {
             done: None,
         }));
         if depth == 0 {
-            if let Some(a) = self
-                .threads(thread)
-                .iter_mut()
-                .rev()
-                .find(|a| a.end_ns == u64::MAX)
+            // The activation of this root has the same time stamp as its start (records of
+            // the two queues may arrive in either order, so match by time, not by position).
+            let acts = self.threads(thread);
+            match acts
+                .iter()
+                .rposition(|a| a.end_ns == u64::MAX && a.start_ns == start)
             {
-                a.end_ns = end;
+                Some(i) => acts[i].end_ns = end,
+                // Its activation has not been seen yet: record the interval now; the late
+                // activation is recognised by its start and ignored.
+                None => acts.push(Activity {
+                    start_ns: start,
+                    end_ns: end,
+                }),
             }
         }
         let unit = {

@@ -162,12 +162,18 @@ impl WriterState {
                 }));
                 return;
             }
-            Command::PowerSamples(run, v) => insert_each(tx, *run, v, POWER_SQL, bind_power),
-            Command::Sections(run, v) => insert_each(tx, *run, v, &SECTION_SQL, bind_section),
-            Command::Tokens(run, v) => insert_each(tx, *run, v, &TOKEN_SQL, bind_token),
-            Command::Layers(run, v) => insert_each(tx, *run, v, &LAYER_SQL, bind_layer),
+            Command::PowerSamples(run, v) => {
+                insert_each(tx, *run, v, &POWER_SQL, bind_power, |_| {})
+            }
+            Command::Sections(run, v) => {
+                insert_each(tx, *run, v, &SECTION_SQL, bind_section, |_| {})
+            }
+            Command::Tokens(run, v) => insert_each(tx, *run, v, &TOKEN_SQL, bind_token, |_| {}),
+            Command::Layers(run, v) => insert_each(tx, *run, v, &LAYER_SQL, bind_layer, |_| {}),
             Command::Components(run, v) => insert_components(tx, *run, v),
-            Command::Operations(run, v) => insert_each(tx, *run, v, &OPERATION_SQL, bind_operation),
+            Command::Operations(run, v) => {
+                insert_each(tx, *run, v, &OPERATION_SQL, bind_operation, |_| {})
+            }
         };
         let (run, failed, first_error) = match result {
             Ok(r) => r,
@@ -190,28 +196,91 @@ impl WriterState {
     }
 }
 
-/// Binds one record's columns to a prepared statement (parameters from 1).
-type Bind<T> = fn(&mut rusqlite::CachedStatement<'_>, RunId, &T) -> rusqlite::Result<()>;
+/// Binds one record's columns to a prepared statement, from parameter `base + 1` on.
+type Bind<T> = fn(&mut rusqlite::CachedStatement<'_>, usize, RunId, &T) -> rusqlite::Result<()>;
 
-/// Inserts each record; a failing row (e.g. its parent row was dropped) is skipped and
-/// counted, the others are kept. Returns (run, failed rows, first error).
-fn insert_each<T>(
-    tx: &Transaction,
-    run: RunId,
-    records: &[T],
-    sql: &str,
-    bind: Bind<T>,
-) -> rusqlite::Result<(RunId, usize, Option<String>)> {
-    let mut stmt = tx.prepare_cached(sql)?;
-    let mut failed = 0;
-    let mut first_error = None;
-    for r in records {
-        let result = bind(&mut stmt, run, r).and_then(|()| stmt.raw_execute());
-        if let Err(e) = result {
-            failed += 1;
-            first_error.get_or_insert_with(|| e.to_string());
+/// Rows per multi-row `INSERT` statement.
+const ROWS_PER_STATEMENT: usize = 16;
+
+/// The SQL of one table's inserts: one row, and [`ROWS_PER_STATEMENT`] rows.
+pub(crate) struct InsertSql {
+    one: String,
+    many: String,
+    params: usize,
+}
+
+impl InsertSql {
+    fn new(table: &str, columns: &str, params: usize) -> InsertSql {
+        let values = |rows: usize| {
+            (0..rows)
+                .map(|r| {
+                    let p: Vec<String> = (1..=params)
+                        .map(|i| format!("?{}", r * params + i))
+                        .collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let head = format!("INSERT INTO {table} ({columns})");
+        InsertSql {
+            one: format!("{head} VALUES {}", values(1)),
+            many: format!("{head} VALUES {}", values(ROWS_PER_STATEMENT)),
+            params,
         }
     }
+}
+
+/// Inserts each record, [`ROWS_PER_STATEMENT`] per statement. A chunk that fails (e.g. one
+/// row's parent row was dropped) is retried row by row: the failing rows are skipped and
+/// counted, the others kept. Calls `inserted` for every row written. Returns (run, failed
+/// rows, first error).
+fn insert_each<'a, T>(
+    tx: &Transaction,
+    run: RunId,
+    records: &'a [T],
+    sql: &InsertSql,
+    bind: Bind<T>,
+    mut inserted: impl FnMut(&'a T),
+) -> rusqlite::Result<(RunId, usize, Option<String>)> {
+    let mut failed = 0;
+    let mut first_error = None;
+    let one_by_one = |chunk: &'a [T],
+                      failed: &mut usize,
+                      first_error: &mut Option<String>,
+                      inserted: &mut dyn FnMut(&'a T)|
+     -> rusqlite::Result<()> {
+        let mut stmt = tx.prepare_cached(&sql.one)?;
+        for r in chunk {
+            match bind(&mut stmt, 0, run, r).and_then(|()| stmt.raw_execute()) {
+                Ok(_) => inserted(r),
+                Err(e) => {
+                    *failed += 1;
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        Ok(())
+    };
+    let mut chunks = records.chunks_exact(ROWS_PER_STATEMENT);
+    for chunk in &mut chunks {
+        let mut stmt = tx.prepare_cached(&sql.many)?;
+        let result = chunk
+            .iter()
+            .enumerate()
+            .try_for_each(|(k, r)| bind(&mut stmt, k * sql.params, run, r))
+            .and_then(|()| stmt.raw_execute());
+        match result {
+            Ok(_) => chunk.iter().for_each(&mut inserted),
+            Err(_) => one_by_one(chunk, &mut failed, &mut first_error, &mut inserted)?,
+        }
+    }
+    one_by_one(
+        chunks.remainder(),
+        &mut failed,
+        &mut first_error,
+        &mut inserted,
+    )?;
     Ok((run, failed, first_error))
 }
 
@@ -221,30 +290,19 @@ fn insert_components(
     run: RunId,
     records: &[ComponentRecord],
 ) -> rusqlite::Result<(RunId, usize, Option<String>)> {
-    let mut stmt = tx.prepare_cached(&COMPONENT_SQL)?;
-    let mut failed = 0;
-    let mut first_error = None;
     // (layer key, component) -> (rows, duration, energy, rows with energy)
     let mut rollup: HashMap<(i64, &str), (i64, f64, f64, i64)> = HashMap::new();
-    for r in records {
-        match bind_component(&mut stmt, run, r).and_then(|()| stmt.raw_execute()) {
-            Ok(_) => {
-                let e = rollup
-                    .entry((r.layer_index.map_or(-1, i64::from), r.component.as_str()))
-                    .or_default();
-                e.0 += 1;
-                e.1 += r.measured.duration_ms();
-                if let Some(mj) = r.measured.energy_mj {
-                    e.2 += mj;
-                    e.3 += 1;
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                first_error.get_or_insert_with(|| e.to_string());
-            }
+    let outcome = insert_each(tx, run, records, &COMPONENT_SQL, bind_component, |r| {
+        let e = rollup
+            .entry((r.layer_index.map_or(-1, i64::from), r.component.as_str()))
+            .or_default();
+        e.0 += 1;
+        e.1 += r.measured.duration_ms();
+        if let Some(mj) = r.measured.energy_mj {
+            e.2 += mj;
+            e.3 += 1;
         }
-    }
+    })?;
     let mut up = tx.prepare_cached(
         "INSERT INTO component_rollup (run_id, layer_key, component, row_count, duration_ms, energy_mj, energy_rows)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -257,7 +315,7 @@ fn insert_components(
     for ((layer, component), (n, dur, mj, n_mj)) in rollup {
         up.execute(params![run, layer, component, n, dur, mj, n_mj])?;
     }
-    Ok((run, failed, first_error))
+    Ok(outcome)
 }
 
 fn insert_run(tx: &Transaction, m: &NewRun) -> rusqlite::Result<RunId> {
@@ -323,27 +381,33 @@ fn finish_run(
     Ok(())
 }
 
-const POWER_SQL: &str = "INSERT INTO power_samples (run_id, start_ns, end_ns, duration_ms,
-    cpu_mw, gpu_mw, ane_mw, dram_mw, total_mw, cpu_mj, gpu_mj, ane_mj, dram_mj, total_mj, source, estimated)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+static POWER_SQL: Lazy<InsertSql> = Lazy::new(|| {
+    InsertSql::new(
+        "power_samples",
+        "run_id, start_ns, end_ns, duration_ms, cpu_mw, gpu_mw, ane_mw, dram_mw, total_mw,
+         cpu_mj, gpu_mj, ane_mj, dram_mj, total_mj, source, estimated",
+        16,
+    )
+});
 
 fn bind_power(
     st: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
     run: RunId,
     s: &PowerSample,
 ) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(1, run)?;
-    st.raw_bind_parameter(2, s.start_ns as i64)?;
-    st.raw_bind_parameter(3, s.end_ns as i64)?;
-    st.raw_bind_parameter(4, s.duration_ns() as f64 / 1e6)?;
+    st.raw_bind_parameter(base + 1, run)?;
+    st.raw_bind_parameter(base + 2, s.start_ns as i64)?;
+    st.raw_bind_parameter(base + 3, s.end_ns as i64)?;
+    st.raw_bind_parameter(base + 4, s.duration_ns() as f64 / 1e6)?;
     for (i, d) in Domain::ALL.iter().enumerate() {
-        st.raw_bind_parameter(5 + i, s.power_mw(*d))?;
-        st.raw_bind_parameter(10 + i, s.energy.get(*d))?;
+        st.raw_bind_parameter(base + 5 + i, s.power_mw(*d))?;
+        st.raw_bind_parameter(base + 10 + i, s.energy.get(*d))?;
     }
-    st.raw_bind_parameter(9, s.total_mw())?;
-    st.raw_bind_parameter(14, s.total_mj)?;
-    st.raw_bind_parameter(15, &*s.source)?;
-    st.raw_bind_parameter(16, s.estimated)
+    st.raw_bind_parameter(base + 9, s.total_mw())?;
+    st.raw_bind_parameter(base + 14, s.total_mj)?;
+    st.raw_bind_parameter(base + 15, &*s.source)?;
+    st.raw_bind_parameter(base + 16, s.estimated)
 }
 
 const TIMED_COLUMNS: &str =
@@ -372,39 +436,36 @@ fn bind_measured(
     st.raw_bind_parameter(at + 12, m.sample_windows)
 }
 
-fn insert_sql(table: &str, cols: &str, n: usize) -> String {
-    let placeholders = (1..=n + 13)
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("INSERT INTO {table} ({cols}, {TIMED_COLUMNS}) VALUES ({placeholders})")
+/// Timed tables' inserts: `cols` (`n` parameters) and then the 13 timed columns.
+fn timed_sql(table: &str, cols: &str, n: usize) -> InsertSql {
+    InsertSql::new(table, &format!("{cols}, {TIMED_COLUMNS}"), n + 13)
 }
 
-static SECTION_SQL: Lazy<String> = Lazy::new(|| {
-    insert_sql(
+static SECTION_SQL: Lazy<InsertSql> = Lazy::new(|| {
+    timed_sql(
         "pipeline_sections",
         "run_id, section_index, parent_index, name, kind, phase, depth, fields",
         8,
     )
 });
-static TOKEN_SQL: Lazy<String> = Lazy::new(|| {
-    insert_sql(
+static TOKEN_SQL: Lazy<InsertSql> = Lazy::new(|| {
+    timed_sql(
         "tokens",
         "run_id, token_index, phase, n_tokens, token_id, text",
         6,
     )
 });
-static LAYER_SQL: Lazy<String> =
-    Lazy::new(|| insert_sql("layer_metrics", "run_id, token_index, layer_index", 3));
-static COMPONENT_SQL: Lazy<String> = Lazy::new(|| {
-    insert_sql(
+static LAYER_SQL: Lazy<InsertSql> =
+    Lazy::new(|| timed_sql("layer_metrics", "run_id, token_index, layer_index", 3));
+static COMPONENT_SQL: Lazy<InsertSql> = Lazy::new(|| {
+    timed_sql(
         "component_metrics",
         "run_id, token_index, layer_index, component_index, component, name",
         6,
     )
 });
-static OPERATION_SQL: Lazy<String> = Lazy::new(|| {
-    insert_sql(
+static OPERATION_SQL: Lazy<InsertSql> = Lazy::new(|| {
+    timed_sql(
         "deep_operation_metrics",
         "run_id, token_index, layer_index, component_index, op_index, operation, name",
         7,
@@ -413,70 +474,75 @@ static OPERATION_SQL: Lazy<String> = Lazy::new(|| {
 
 fn bind_section(
     st: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
     run: RunId,
     s: &PipelineSection,
 ) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(1, run)?;
-    st.raw_bind_parameter(2, s.section_index as i64)?;
-    st.raw_bind_parameter(3, s.parent_index.map(|i| i as i64))?;
-    st.raw_bind_parameter(4, s.name.as_str())?;
-    st.raw_bind_parameter(5, s.kind.as_str())?;
-    st.raw_bind_parameter(6, s.phase.as_deref())?;
-    st.raw_bind_parameter(7, s.depth)?;
-    st.raw_bind_parameter(8, s.fields.as_deref())?;
-    bind_measured(st, 9, &s.measured)
+    st.raw_bind_parameter(base + 1, run)?;
+    st.raw_bind_parameter(base + 2, s.section_index as i64)?;
+    st.raw_bind_parameter(base + 3, s.parent_index.map(|i| i as i64))?;
+    st.raw_bind_parameter(base + 4, s.name.as_str())?;
+    st.raw_bind_parameter(base + 5, s.kind.as_str())?;
+    st.raw_bind_parameter(base + 6, s.phase.as_deref())?;
+    st.raw_bind_parameter(base + 7, s.depth)?;
+    st.raw_bind_parameter(base + 8, s.fields.as_deref())?;
+    bind_measured(st, base + 9, &s.measured)
 }
 
 fn bind_token(
     st: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
     run: RunId,
     t: &TokenRecord,
 ) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(1, run)?;
-    st.raw_bind_parameter(2, t.token_index as i64)?;
-    st.raw_bind_parameter(3, t.phase.as_str())?;
-    st.raw_bind_parameter(4, t.n_tokens)?;
-    st.raw_bind_parameter(5, t.token_id)?;
-    st.raw_bind_parameter(6, t.text.as_deref())?;
-    bind_measured(st, 7, &t.measured)
+    st.raw_bind_parameter(base + 1, run)?;
+    st.raw_bind_parameter(base + 2, t.token_index as i64)?;
+    st.raw_bind_parameter(base + 3, t.phase.as_str())?;
+    st.raw_bind_parameter(base + 4, t.n_tokens)?;
+    st.raw_bind_parameter(base + 5, t.token_id)?;
+    st.raw_bind_parameter(base + 6, t.text.as_deref())?;
+    bind_measured(st, base + 7, &t.measured)
 }
 
 fn bind_layer(
     st: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
     run: RunId,
     l: &LayerRecord,
 ) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(1, run)?;
-    st.raw_bind_parameter(2, l.token_index as i64)?;
-    st.raw_bind_parameter(3, l.layer_index)?;
-    bind_measured(st, 4, &l.measured)
+    st.raw_bind_parameter(base + 1, run)?;
+    st.raw_bind_parameter(base + 2, l.token_index as i64)?;
+    st.raw_bind_parameter(base + 3, l.layer_index)?;
+    bind_measured(st, base + 4, &l.measured)
 }
 
 fn bind_component(
     st: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
     run: RunId,
     c: &ComponentRecord,
 ) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(1, run)?;
-    st.raw_bind_parameter(2, c.token_index as i64)?;
-    st.raw_bind_parameter(3, c.layer_index)?;
-    st.raw_bind_parameter(4, c.component_index)?;
-    st.raw_bind_parameter(5, c.component.as_str())?;
-    st.raw_bind_parameter(6, c.name.as_str())?;
-    bind_measured(st, 7, &c.measured)
+    st.raw_bind_parameter(base + 1, run)?;
+    st.raw_bind_parameter(base + 2, c.token_index as i64)?;
+    st.raw_bind_parameter(base + 3, c.layer_index)?;
+    st.raw_bind_parameter(base + 4, c.component_index)?;
+    st.raw_bind_parameter(base + 5, c.component.as_str())?;
+    st.raw_bind_parameter(base + 6, c.name.as_str())?;
+    bind_measured(st, base + 7, &c.measured)
 }
 
 fn bind_operation(
     st: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
     run: RunId,
     o: &OperationRecord,
 ) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(1, run)?;
-    st.raw_bind_parameter(2, o.token_index as i64)?;
-    st.raw_bind_parameter(3, o.layer_index)?;
-    st.raw_bind_parameter(4, o.component_index)?;
-    st.raw_bind_parameter(5, o.op_index)?;
-    st.raw_bind_parameter(6, o.operation.as_str())?;
-    st.raw_bind_parameter(7, o.name.as_str())?;
-    bind_measured(st, 8, &o.measured)
+    st.raw_bind_parameter(base + 1, run)?;
+    st.raw_bind_parameter(base + 2, o.token_index as i64)?;
+    st.raw_bind_parameter(base + 3, o.layer_index)?;
+    st.raw_bind_parameter(base + 4, o.component_index)?;
+    st.raw_bind_parameter(base + 5, o.op_index)?;
+    st.raw_bind_parameter(base + 6, o.operation.as_str())?;
+    st.raw_bind_parameter(base + 7, o.name.as_str())?;
+    bind_measured(st, base + 8, &o.measured)
 }
