@@ -200,7 +200,7 @@ impl WriterState {
 type Bind<T> = fn(&mut rusqlite::CachedStatement<'_>, usize, RunId, &T) -> rusqlite::Result<()>;
 
 /// Rows per multi-row `INSERT` statement.
-const ROWS_PER_STATEMENT: usize = 16;
+const ROWS_PER_STATEMENT: usize = 64;
 
 /// The SQL of one table's inserts: one row, and [`ROWS_PER_STATEMENT`] rows.
 pub(crate) struct InsertSql {
