@@ -1,13 +1,12 @@
 //! Bulk reads for the reports, on a read-only connection of their own.
 //!
-//! The store's API reads layer and component rows one token (or one layer row) at a time
-//! and cannot reach model-level components (their `layer_index` is NULL); a report needs all
-//! of them at once, so it reads them here, per run, in one query per table.
+//! Rows come from the store's run-wide reads; the grouped sums a report needs are queried
+//! here.
 
-use rusqlite::{Connection, OpenFlags, Row as SqlRow};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::store::{
-    ComponentRecord, LayerRecord, Measured, OperationRecord, Row, Run, RunId, Store, BUSY_TIMEOUT,
+    ComponentRecord, LayerRecord, OperationRecord, Row, Run, RunId, Store, BUSY_TIMEOUT,
 };
 use crate::{Error, Result};
 
@@ -25,37 +24,6 @@ pub(super) fn run_or_error(store: &Store, run: RunId) -> Result<Run> {
     })
 }
 
-const TIMED: &str = "start_ns, end_ns, thread_id, energy_mj, exclusive_energy_mj, cpu_energy_mj,
-    gpu_energy_mj, ane_energy_mj, dram_energy_mj, energy_method, energy_uncertainty_mj,
-    sample_windows";
-
-fn measured_at(r: &SqlRow, at: usize) -> rusqlite::Result<Measured> {
-    Ok(Measured {
-        start_ns: r.get::<_, i64>(at)?.max(0) as u64,
-        end_ns: r.get::<_, i64>(at + 1)?.max(0) as u64,
-        thread_id: r.get::<_, Option<i64>>(at + 2)?.map(|t| t.max(0) as u64),
-        energy_mj: r.get(at + 3)?,
-        exclusive_energy_mj: r.get(at + 4)?,
-        cpu_energy_mj: r.get(at + 5)?,
-        gpu_energy_mj: r.get(at + 6)?,
-        ane_energy_mj: r.get(at + 7)?,
-        dram_energy_mj: r.get(at + 8)?,
-        energy_method: r.get(at + 9)?,
-        energy_uncertainty_mj: r.get(at + 10)?,
-        sample_windows: r.get(at + 11)?,
-    })
-}
-
-fn row<T>(id: i64, run_id: RunId, duration_ms: f64, record: T) -> Row<T> {
-    Row {
-        id,
-        run_id,
-        duration_ms,
-        record,
-    }
-}
-
-/// Energy and time of one (phase, layer, component kind) group of component rows.
 #[derive(Debug, Clone)]
 pub(super) struct ComponentGroup {
     /// The phase of the tokens (`prefill`, `decode`, ...).
@@ -105,82 +73,17 @@ impl<'a> Reader<'a> {
 
     /// Every layer row of the run, by token and layer.
     pub fn layers(&self, run: RunId) -> Result<Vec<Row<LayerRecord>>> {
-        let go = || -> rusqlite::Result<Vec<Row<LayerRecord>>> {
-            let mut st = self.conn.prepare(&format!(
-                "SELECT id, run_id, token_index, layer_index, {TIMED} FROM layer_metrics
-                 WHERE run_id = ?1 ORDER BY token_index, layer_index"
-            ))?;
-            let rows = st.query_map([run], |r| {
-                let m = measured_at(r, 4)?;
-                let d = m.duration_ms();
-                let rec = LayerRecord {
-                    token_index: r.get::<_, i64>(2)? as u64,
-                    layer_index: r.get(3)?,
-                    measured: m,
-                };
-                Ok(row(r.get(0)?, r.get(1)?, d, rec))
-            })?;
-            rows.collect()
-        };
-        go().map_err(|e| self.err(e))
+        self.store.get_run_layers(run)
     }
 
-    /// Every component row of the run (model-level ones included), by token, layer and
-    /// position.
     pub fn components(&self, run: RunId) -> Result<Vec<Row<ComponentRecord>>> {
-        let go = || -> rusqlite::Result<Vec<Row<ComponentRecord>>> {
-            let mut st = self.conn.prepare(&format!(
-                "SELECT id, run_id, token_index, layer_index, component_index, component, name, {TIMED}
-                 FROM component_metrics WHERE run_id = ?1
-                 ORDER BY token_index, layer_index, component_index"
-            ))?;
-            let rows = st.query_map([run], |r| {
-                let m = measured_at(r, 7)?;
-                let d = m.duration_ms();
-                let rec = ComponentRecord {
-                    token_index: r.get::<_, i64>(2)? as u64,
-                    layer_index: r.get(3)?,
-                    component_index: r.get(4)?,
-                    component: r.get(5)?,
-                    name: r.get(6)?,
-                    measured: m,
-                };
-                Ok(row(r.get(0)?, r.get(1)?, d, rec))
-            })?;
-            rows.collect()
-        };
-        go().map_err(|e| self.err(e))
+        self.store.get_run_components(run)
     }
 
-    /// Every operation row of the run, by token, layer, component and position.
     pub fn operations(&self, run: RunId) -> Result<Vec<Row<OperationRecord>>> {
-        let go = || -> rusqlite::Result<Vec<Row<OperationRecord>>> {
-            let mut st = self.conn.prepare(&format!(
-                "SELECT id, run_id, token_index, layer_index, component_index, op_index, operation,
-                        name, {TIMED}
-                 FROM deep_operation_metrics WHERE run_id = ?1
-                 ORDER BY token_index, layer_index, component_index, op_index"
-            ))?;
-            let rows = st.query_map([run], |r| {
-                let m = measured_at(r, 8)?;
-                let d = m.duration_ms();
-                let rec = OperationRecord {
-                    token_index: r.get::<_, i64>(2)? as u64,
-                    layer_index: r.get(3)?,
-                    component_index: r.get(4)?,
-                    op_index: r.get(5)?,
-                    operation: r.get(6)?,
-                    name: r.get(7)?,
-                    measured: m,
-                };
-                Ok(row(r.get(0)?, r.get(1)?, d, rec))
-            })?;
-            rows.collect()
-        };
-        go().map_err(|e| self.err(e))
+        self.store.get_run_operations(run)
     }
 
-    /// Component rows summed per (token phase, layer, component kind).
     pub fn component_groups(&self, run: RunId) -> Result<Vec<ComponentGroup>> {
         let go = || -> rusqlite::Result<Vec<ComponentGroup>> {
             // Per token first, so that a kind appearing twice in a layer counts its token once.

@@ -319,6 +319,18 @@ impl Store {
         })
     }
 
+    /// Every layer row of a run, by token and layer.
+    pub fn get_run_layers(&self, run: RunId) -> Result<Vec<Row<LayerRecord>>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT id, run_id, token_index, layer_index, {TIMED}
+                 FROM layer_metrics WHERE run_id = ?1 ORDER BY token_index, layer_index"
+            ))?;
+            let rows = st.query_map([run], layer_from_row)?;
+            rows.collect()
+        })
+    }
+
     /// Every component row of a run (model-level ones included), by token, layer and position.
     pub fn get_run_components(&self, run: RunId) -> Result<Vec<Row<ComponentRecord>>> {
         self.with_conn(|c| {

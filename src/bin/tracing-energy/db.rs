@@ -728,15 +728,10 @@ struct FullRun {
 
 fn full_run(store: &Store, run: Run) -> anyhow::Result<FullRun> {
     let id = run.run_id;
-    let tokens = store.get_tokens(id)?;
-    let mut layers = Vec::new();
-    for t in &tokens {
-        layers.extend(store.get_layer_metrics(id, t.record.token_index)?);
-    }
     Ok(FullRun {
         sections: store.get_pipeline_sections(id)?,
-        tokens,
-        layers,
+        tokens: store.get_tokens(id)?,
+        layers: store.get_run_layers(id)?,
         components: store.get_run_components(id)?,
         operations: store.get_run_operations(id)?,
         power: store.get_power_timeline(id)?,
