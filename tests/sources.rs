@@ -167,3 +167,26 @@ fn system_scope_reads_proc_stat() {
         .iter()
         .all(|s| s.estimated && s.total_mj >= 0.0));
 }
+
+#[test]
+fn a_looping_replay_covers_a_run_longer_than_its_capture() {
+    let path = local_fixture("m1_macbookpro17-1_macos13.3_22E252_cpu_gpu_thermal_b.plist");
+    let buffer = Arc::new(SampleBuffer::with_capacity(100));
+    let sampler = Sampler::start(
+        Box::new(ReplaySource::new(&path).looping(true)),
+        SamplerConfig::new(Duration::from_millis(100)).buffer(Arc::clone(&buffer)),
+    )
+    .unwrap();
+    // The capture is one 526 ms window: after 1.2 s it has played at least twice.
+    std::thread::sleep(Duration::from_millis(1200));
+    let report = sampler.stop();
+    assert_eq!(
+        report.status,
+        SamplerStatus::Stopped,
+        "a looping replay runs until stopped"
+    );
+    let samples = buffer.overlapping(0, u64::MAX / 2);
+    assert!(samples.len() >= 2, "{} windows", samples.len());
+    assert_eq!(samples[1].start_ns, samples[0].end_ns);
+    assert_eq!(samples[0].energy, samples[1].energy);
+}

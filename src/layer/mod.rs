@@ -183,7 +183,7 @@ impl EnergyLayerBuilder {
         let buffer = self.buffer.unwrap_or_else(SampleBuffer::global);
         let source = match (self.custom_source, &self.source) {
             (Some(custom), _) => Some(custom),
-            (None, Some(spec)) => Some(spec.build()?),
+            (None, Some(spec)) => Some(spec.build_for_profile()?),
             (None, None) => None,
         };
         let sampler = match source {
@@ -212,7 +212,6 @@ impl EnergyLayerBuilder {
             spans: Mutex::new(std::collections::HashMap::new()),
             vocabulary: self.vocabulary,
             sync: self.sync,
-            stopped: AtomicBool::new(false),
             response: Mutex::new(None),
         });
         let start_ns = clock::now_ns();
@@ -295,7 +294,6 @@ pub(crate) struct Shared {
     pub(crate) spans: Mutex<std::collections::HashMap<u64, Arc<SpanData>>>,
     vocabulary: Vocabulary,
     sync: Option<(SyncFn, SyncPoint)>,
-    pub(crate) stopped: AtomicBool,
     pub(crate) response: Mutex<Option<String>>,
 }
 
@@ -641,7 +639,6 @@ impl EnergyGuard {
     }
 
     fn finish_inner(&mut self, failure: Option<String>) -> Result<RunReport> {
-        self.shared.stopped.store(true, Ordering::Release);
         match self.processor.take() {
             Some(p) => p.finish(failure),
             None => Err(crate::Error::WriterFailed(

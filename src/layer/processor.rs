@@ -450,7 +450,7 @@ impl Processor {
         match role {
             Role::Forward => {
                 let children = node.borrow().children.clone();
-                self.emit_forward_children(&children, token, f, rows)
+                self.emit_layers(&children, token, f, rows, &mut 0)
             }
             Role::Layer(_) => {
                 let mut next_layer = 0;
@@ -458,17 +458,6 @@ impl Processor {
             }
             _ => self.emit_generic(node, None, f, rows),
         }
-    }
-
-    fn emit_forward_children(
-        &mut self,
-        children: &[NodeRef],
-        token: u64,
-        f: &Option<EnergyIntegral>,
-        rows: &mut Rows,
-    ) -> f64 {
-        let mut next_layer = 0u32;
-        self.emit_layers(children, token, f, rows, &mut next_layer)
     }
 
     /// Groups a forward's children into layers (see the vocabulary) and writes them.
@@ -773,10 +762,20 @@ impl Processor {
         // Wait for the samples that cover the last sections.
         let target = end_ns.max(self.last_end);
         if let (Some(s), Some(id)) = (&self.sampler, self.source) {
-            // A window ends at most one interval (plus the source's own slack) after the
-            // last section.
+            // The window covering the last section ends at most one window after it: allow
+            // three intervals, or twice the longest window this source delivered (a replayed
+            // capture's windows can be seconds long).
+            let longest = self
+                .buffer
+                .overlapping_source(id, self.start_ns, u64::MAX / 2)
+                .iter()
+                .map(|w| w.duration_ns())
+                .max()
+                .unwrap_or(0);
             let deadline = std::time::Instant::now()
-                + (self.interval * 3).max(Duration::from_secs(2))
+                + (self.interval * 3)
+                    .max(Duration::from_nanos(longest * 2))
+                    .max(Duration::from_secs(2))
                 + Duration::from_secs(1);
             while self.buffer.source_watermark_ns(id).unwrap_or(0) < target
                 && s.status() == SamplerStatus::Running

@@ -17,6 +17,7 @@ use crate::{clock, Error, Result};
 #[derive(Debug, Clone)]
 pub struct ReplaySource {
     path: PathBuf,
+    looping: bool,
 }
 
 /// A capture file read into windows.
@@ -64,7 +65,17 @@ impl Capture {
 impl ReplaySource {
     /// Replays the capture at `path`.
     pub fn new(path: impl Into<PathBuf>) -> ReplaySource {
-        ReplaySource { path: path.into() }
+        ReplaySource {
+            path: path.into(),
+            looping: false,
+        }
+    }
+
+    /// Plays the capture again from its start when it ends, until stopped (so that a short
+    /// capture covers a whole profile).
+    pub fn looping(mut self, looping: bool) -> ReplaySource {
+        self.looping = looping;
+        self
     }
 
     /// The capture file.
@@ -114,17 +125,23 @@ impl PowerSource for ReplaySource {
         }
         let name: Arc<str> = ctx.source_name();
         let mut start = clock::now_ns();
-        for r in capture.readings {
-            let end = start + r.elapsed_ns;
-            let now = clock::now_ns();
-            if ctx.wait(Duration::from_nanos(end.saturating_sub(now))) {
-                return Ok(SourceEnd::Stopped);
+        loop {
+            for r in &capture.readings {
+                let end = start + r.elapsed_ns;
+                let now = clock::now_ns();
+                if ctx.wait(Duration::from_nanos(end.saturating_sub(now))) {
+                    return Ok(SourceEnd::Stopped);
+                }
+                if let Some(sample) =
+                    PowerSample::new(start, end, r.energy, Arc::clone(&name), false)
+                {
+                    ctx.emit(sample);
+                }
+                start = end;
             }
-            if let Some(sample) = PowerSample::new(start, end, r.energy, Arc::clone(&name), false) {
-                ctx.emit(sample);
+            if !self.looping {
+                return Ok(SourceEnd::Finished);
             }
-            start = end;
         }
-        Ok(SourceEnd::Finished)
     }
 }

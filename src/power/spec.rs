@@ -42,6 +42,15 @@ impl SourceSpec {
         }
     }
 
+    /// Builds the source for a profile: like [`SourceSpec::build`], but a replayed capture
+    /// plays in a loop so that it covers the whole run.
+    pub fn build_for_profile(&self) -> Result<Box<dyn PowerSource>> {
+        match self {
+            SourceSpec::Replay(p) => Ok(Box::new(ReplaySource::new(p.clone()).looping(true))),
+            other => other.build(),
+        }
+    }
+
     /// Builds the source. `Auto` picks powermetrics when it is available here, else the
     /// estimate.
     pub fn build(&self) -> Result<Box<dyn PowerSource>> {
