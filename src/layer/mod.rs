@@ -264,17 +264,22 @@ pub(crate) enum HotRecord {
     /// A thread opened its first section: it is active from `at`.
     Activate { thread: u32, at_raw: u64 },
     /// A section ended.
-    Section {
-        serial: u64,
-        parent: u64,
-        /// The nearest enclosing phase span (or this one), 0 for none.
-        phase: u64,
-        thread: u32,
-        depth: u16,
-        flags: u8,
-        start_raw: u64,
-        end_raw: u64,
-    },
+    Section(SectionRecord),
+}
+
+/// A finished section, as the hot path records it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SectionRecord {
+    pub(crate) serial: u64,
+    /// The serial of the enclosing section on this thread, 0 at the top.
+    pub(crate) parent: u64,
+    /// The nearest enclosing phase span (or this one), 0 for none.
+    pub(crate) phase: u64,
+    pub(crate) thread: u32,
+    pub(crate) depth: u16,
+    pub(crate) flags: u8,
+    pub(crate) start_raw: u64,
+    pub(crate) end_raw: u64,
 }
 
 pub(crate) struct Shared {
@@ -551,7 +556,7 @@ where
                 st.stack.remove(pos)
             };
             let parent = st.stack.get(pos.wrapping_sub(1)).map_or(0, |f| f.serial);
-            let record = HotRecord::Section {
+            let record = HotRecord::Section(SectionRecord {
                 serial: frame.serial,
                 parent,
                 phase: frame.phase,
@@ -560,7 +565,7 @@ where
                 flags: if frame.in_token { FLAG_IN_TOKEN } else { 0 },
                 start_raw: frame.start_raw,
                 end_raw: end,
-            };
+            });
             st.batch.push(record);
             if st.batch.len() >= BATCH || st.stack.is_empty() || frame.code & CODE_TOKEN != 0 {
                 shared.flush(&mut st.batch);

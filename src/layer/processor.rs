@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::vocabulary::{matmul_name, rope_name, Role};
-use super::{HotRecord, RunReport, Shared, SpanData, FLAG_IN_TOKEN};
+use super::{HotRecord, RunReport, SectionRecord, Shared, SpanData, FLAG_IN_TOKEN};
 use crate::attribution::{Activity, EnergyIntegral, SectionEnergy, METHOD};
 use crate::power::{SampleBuffer, Sampler, SamplerStatus, SourceId};
 use crate::store::{
@@ -218,18 +218,7 @@ impl Processor {
                         });
                     }
                 }
-                HotRecord::Section {
-                    serial,
-                    parent,
-                    phase,
-                    thread,
-                    depth,
-                    flags,
-                    start_raw,
-                    end_raw,
-                } => self.on_section(
-                    serial, parent, phase, thread, depth, flags, start_raw, end_raw,
-                ),
+                HotRecord::Section(r) => self.on_section(r),
             }
         }
     }
@@ -242,18 +231,17 @@ impl Processor {
         &mut self.activity[i]
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_section(
-        &mut self,
-        serial: u64,
-        parent: u64,
-        phase: u64,
-        thread: u32,
-        depth: u16,
-        flags: u8,
-        start_raw: u64,
-        end_raw: u64,
-    ) {
+    fn on_section(&mut self, r: SectionRecord) {
+        let SectionRecord {
+            serial,
+            parent,
+            phase,
+            thread,
+            depth,
+            flags,
+            start_raw,
+            end_raw,
+        } = r;
         let start = clock::raw_to_ns(start_raw);
         let end = clock::raw_to_ns(end_raw).max(start);
         self.last_end = self.last_end.max(end);
