@@ -427,3 +427,52 @@ fn a_full_queue_drops_records_and_counts_them_on_the_run() {
     assert_eq!(run.dropped_records, report.dropped_records);
     assert_eq!(run.status, RunStatus::Complete);
 }
+
+#[test]
+fn candle_llama_blocks_inside_a_token_are_numbered_in_order() {
+    // candle-transformers' `llama` model has no forward span: its `block` spans sit directly
+    // in the token, and carry no index.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let (layer, guard) = EnergyLayer::builder().db(&db).power(None).build().unwrap();
+    let sub = tracing_subscriber::registry().with(layer);
+    const LLAMA: &str = "candle_transformers::models::llama";
+    tracing::subscriber::with_default(sub, || {
+        let blocks: Vec<_> = (0..3)
+            .map(|_| tracing::span!(target: LLAMA, tracing::Level::TRACE, "block"))
+            .collect();
+        let attn = tracing::span!(target: LLAMA, tracing::Level::TRACE, "attn");
+        let mlp = tracing::span!(target: LLAMA, tracing::Level::TRACE, "mlp");
+        for t in 0..2u64 {
+            let tok = info_span!("token", index = t);
+            let _t = tok.enter();
+            for b in &blocks {
+                let _b = b.enter();
+                attn.in_scope(|| busy(1));
+                mlp.in_scope(|| busy(1));
+            }
+        }
+    });
+    let report = guard.finish().unwrap();
+    let store = Store::open_existing(&db).unwrap();
+    let run = store.get_run(report.run_id).unwrap().unwrap();
+    assert_eq!(run.dropped_records, 0);
+    for t in 0..2 {
+        let layers = store.get_layer_metrics(report.run_id, t).unwrap();
+        assert_eq!(
+            layers
+                .iter()
+                .map(|l| l.record.layer_index)
+                .collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        let comps = store.get_component_metrics(layers[2].id).unwrap();
+        assert_eq!(
+            comps
+                .iter()
+                .map(|c| c.record.component.as_str())
+                .collect::<Vec<_>>(),
+            ["attention", "mlp"]
+        );
+    }
+}

@@ -382,16 +382,25 @@ impl Processor {
             .and_then(|v| v.as_u64())
             .and_then(|v| u32::try_from(v).ok());
         drop(fields);
-        let mut child_incl = 0.0;
-        let forward_children: Vec<NodeRef> = if matches!(n.role(), Role::Forward) {
+        // A forward pass is not a row of its own: its layers and model-level components are
+        // the token's children, and its own glue (embedding, masks) stays in the token's
+        // exclusive energy. All of them are grouped together, so layers count up across the
+        // whole token.
+        let tops: Vec<NodeRef> = if matches!(n.role(), Role::Forward) {
             vec![Rc::clone(unit)]
         } else {
             n.children.clone()
         };
         drop(n);
-        for c in &forward_children {
-            child_incl += self.emit_token_child(c, token_index, &integral, rows);
+        let mut level: Vec<NodeRef> = Vec::new();
+        for c in tops {
+            if matches!(c.borrow().role(), Role::Forward) {
+                level.extend(c.borrow().children.iter().cloned());
+            } else {
+                level.push(c);
+            }
         }
+        let child_incl = self.emit_layers(&level, token_index, &integral, rows);
         let exclusive = incl.total_mj.map(|t| t - child_incl);
         rows.tokens.push(TokenRecord {
             token_index,
@@ -421,42 +430,17 @@ impl Processor {
         "forward".into()
     }
 
-    /// Writes a token's child: a forward pass (layers and model-level components), an
-    /// explicit layer, or anything else (a generic section). Returns its inclusive energy.
-    ///
-    /// A forward pass is not a row of its own: its layers and model-level components are
-    /// the token's children, and its own glue (embedding, masks) stays in the token's
-    /// exclusive energy.
-    fn emit_token_child(
-        &mut self,
-        node: &NodeRef,
-        token: u64,
-        f: &Option<EnergyIntegral>,
-        rows: &mut Rows,
-    ) -> f64 {
-        let role = node.borrow().role();
-        match role {
-            Role::Forward => {
-                let children = node.borrow().children.clone();
-                self.emit_layers(&children, token, f, rows, &mut 0)
-            }
-            Role::Layer(_) => {
-                let mut next_layer = 0;
-                self.emit_layers(std::slice::from_ref(node), token, f, rows, &mut next_layer)
-            }
-            _ => self.emit_generic(node, None, f, rows),
-        }
-    }
-
-    /// Groups a forward's children into layers (see the vocabulary) and writes them.
+    /// Groups a token's layer-level spans into layers (see the vocabulary) and writes them;
+    /// anything else becomes a model-level component or a generic section. Returns the
+    /// inclusive energy written.
     fn emit_layers(
         &mut self,
         children: &[NodeRef],
         token: u64,
         f: &Option<EnergyIntegral>,
         rows: &mut Rows,
-        next_layer: &mut u32,
     ) -> f64 {
+        let mut next_layer = 0u32;
         let mut sorted: Vec<NodeRef> = children.to_vec();
         sorted.sort_by_key(|c| c.borrow().start);
         let roles: Vec<Role> = sorted.iter().map(|c| c.borrow().role()).collect();
@@ -472,8 +456,8 @@ impl Processor {
                 || (is_attention(role) && current.is_empty());
             match role {
                 Role::Layer(idx) => {
-                    let layer = idx.unwrap_or(*next_layer);
-                    *next_layer = layer + 1;
+                    let layer = idx.unwrap_or(next_layer);
+                    next_layer = layer + 1;
                     let comps: Vec<(NodeRef, String)> = child
                         .borrow()
                         .children
@@ -493,8 +477,8 @@ impl Processor {
                     let kind = component_kind(role, child.borrow().name());
                     current.push((Rc::clone(child), kind));
                     if is_mlp(role) {
-                        let layer = *next_layer;
-                        *next_layer += 1;
+                        let layer = next_layer;
+                        next_layer += 1;
                         let s = current[0].0.borrow().start;
                         let e = child.borrow().end;
                         let thread = child.borrow().thread;
@@ -525,12 +509,10 @@ impl Processor {
         }
         // An unfinished layer (no mlp seen): still written.
         if !current.is_empty() {
-            let layer = *next_layer;
-            *next_layer += 1;
             let s = current[0].0.borrow().start;
             let e = current.last().expect("non-empty").0.borrow().end;
             let thread = current[0].0.borrow().thread;
-            total += self.write_layer(token, layer, s, e, thread, current, f, rows);
+            total += self.write_layer(token, next_layer, s, e, thread, current, f, rows);
         }
         total
     }
@@ -728,15 +710,10 @@ impl Processor {
         if !all && wm < self.samples_copied_to + 1_000_000_000 {
             return;
         }
-        let new: Vec<_> = self
+        // A source's windows do not overlap: those ending after the last one copied are new.
+        let new = self
             .buffer
-            .overlapping_source(id, self.samples_copied_to, u64::MAX / 2)
-            .into_iter()
-            .filter(|s| {
-                s.start_ns >= self.samples_copied_to || self.samples_copied_to == self.start_ns
-            })
-            .filter(|s| s.end_ns > self.samples_copied_to)
-            .collect();
+            .overlapping_source(id, self.samples_copied_to, u64::MAX / 2);
         if let Some(last) = new.last() {
             self.samples_copied_to = last.end_ns;
             self.store.add_power_samples(self.run_id, new);
