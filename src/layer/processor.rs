@@ -802,8 +802,12 @@ impl Processor {
             dropped_records: dropped,
             error,
         };
-        let store_dropped = self.store.pending_dropped(self.run_id);
         self.store.finish_run(self.run_id, &end)?;
+        // The writer adds the rows it dropped up to the end: read the total it stored.
+        let dropped_records = self
+            .store
+            .get_run(self.run_id)?
+            .map_or(dropped, |r| r.dropped_records);
         Ok(RunReport {
             run_id: self.run_id,
             db: self.store.path().to_path_buf(),
@@ -814,7 +818,7 @@ impl Processor {
             unattributed_energy_mj: unattributed,
             sections: self.sections,
             tokens: self.tokens,
-            dropped_records: dropped + store_dropped,
+            dropped_records,
             dropped_sections: dropped,
             source_error,
         })
