@@ -24,6 +24,7 @@ fn measured(start: u64, energy: f64) -> Measured {
         energy_method: Some("overlap".into()),
         energy_uncertainty_mj: Some(energy * 0.1),
         sample_windows: Some(1),
+        span_id: None,
     }
 }
 

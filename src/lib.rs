@@ -49,4 +49,6 @@ pub mod report;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use layer::{EnergyGuard, EnergyLayer, EnergyLayerBuilder, RunReport, SyncPoint, Vocabulary};
+pub use layer::{
+    EnergyGuard, EnergyLayer, EnergyLayerBuilder, Overflow, RunReport, SyncPoint, Vocabulary,
+};

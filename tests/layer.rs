@@ -114,8 +114,12 @@ fn constant_power_gives_power_times_duration() {
     assert_eq!(sections.len(), 4, "{sections:?}");
     for s in &sections {
         let m = &s.record.measured;
-        // 2000 mW = 2e-6 mJ per ns.
-        let expected = 2e-6 * (m.end_ns - m.start_ns) as f64;
+        // 2000 mW = 2e-6 mJ per ns, over the time the span was entered (a span instance's
+        // row runs from its first enter to its close).
+        let busy_ns = s.record.busy_ms.unwrap() * 1e6;
+        assert!(busy_ns <= (m.end_ns - m.start_ns) as f64 + 1.0);
+        assert_eq!(s.record.polls, Some(1));
+        let expected = 2e-6 * busy_ns;
         assert!(
             (m.energy_mj.unwrap() - expected).abs() < 1e-9 * expected.max(1.0),
             "{} vs {expected}",
@@ -182,7 +186,10 @@ fn varying_power_is_integrated_exactly_and_conserved() {
     let mut exclusive_sum = 0.0;
     for s in &sections {
         let m = &s.record.measured;
-        let want = integrate(&power, m.start_ns, m.end_ns);
+        // One poll each: entered from the row's start for busy_ms.
+        assert_eq!(s.record.polls, Some(1));
+        let busy_end = m.start_ns + (s.record.busy_ms.unwrap() * 1e6).round() as u64;
+        let want = integrate(&power, m.start_ns, busy_end);
         assert!(
             (m.energy_mj.unwrap() - want).abs() < 1e-9 * want.max(1.0),
             "{}: {} vs {want}",
@@ -399,7 +406,8 @@ fn a_full_queue_drops_records_and_counts_them_on_the_run() {
     let (layer, guard) = EnergyLayer::builder()
         .db(&db)
         .power(None)
-        .queue_capacity(tracing_energy::layer::BATCH)
+        .queue_capacity(1024)
+        .overflow(tracing_energy::Overflow::Drop)
         .build()
         .unwrap();
     let sub = tracing_subscriber::registry().with(layer);
@@ -415,7 +423,7 @@ fn a_full_queue_drops_records_and_counts_them_on_the_run() {
     let report = guard.finish().unwrap();
     assert!(
         report.dropped_sections > 0,
-        "a one-batch queue must overflow"
+        "a 1,024-record ring with the drop policy must overflow"
     );
     assert_eq!(
         report.sections + report.dropped_sections,

@@ -338,6 +338,9 @@ fn unknown_energy_reads_unknown() {
                 phase: Some("prefill".into()),
                 depth: 0,
                 fields: None,
+                path: None,
+                polls: None,
+                busy_ms: None,
                 measured: Measured {
                     thread_id: Some(0),
                     ..Measured::span(0, 40 * ms)
@@ -351,6 +354,9 @@ fn unknown_energy_reads_unknown() {
                 phase: Some("decode".into()),
                 depth: 0,
                 fields: None,
+                path: None,
+                polls: None,
+                busy_ms: None,
                 measured: Measured {
                     thread_id: Some(0),
                     ..Measured::span(40 * ms, 100 * ms)

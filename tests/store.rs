@@ -22,6 +22,7 @@ fn measured(start: u64, end: u64, energy: Option<f64>) -> Measured {
         energy_method: energy.map(|_| "overlap".to_string()),
         energy_uncertainty_mj: energy.map(|e| e * 0.1),
         sample_windows: energy.map(|_| 2),
+        span_id: None,
     }
 }
 
@@ -160,6 +161,9 @@ fn every_table_round_trips() {
         phase: Some("prefill".into()),
         depth: 0,
         fields: Some(r#"{"n":1}"#.into()),
+        path: None,
+        polls: None,
+        busy_ms: None,
         measured: measured(10, 20_000, Some(5.0)),
     };
     let child = PipelineSection {
@@ -276,6 +280,9 @@ fn delete_cascades_to_every_table() {
                 phase: None,
                 depth: 0,
                 fields: None,
+                path: None,
+                polls: None,
+                busy_ms: None,
                 measured: measured(0, 5, None),
             },
         );
@@ -429,6 +436,9 @@ fn summary_matches_hand_computed_numbers() {
                 phase: Some(name.into()),
                 depth: 0,
                 fields: None,
+                path: None,
+                polls: None,
+                busy_ms: None,
                 measured: measured(s, e, Some(mj)),
             },
         );
@@ -519,6 +529,9 @@ fn unknown_energy_stays_unknown_in_summaries() {
             phase: None,
             depth: 0,
             fields: None,
+            path: None,
+            polls: None,
+            busy_ms: None,
             measured: measured(0, 1_000_000, None),
         },
     );

@@ -31,7 +31,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use records::{
     ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord, LayerSummary, Measured,
     NewRun, OperationRecord, PhaseSummary, PipelineSection, PowerRow, Row, Run, RunEnd, RunFilter,
-    RunId, RunStatus, RunSummary, TokenRecord,
+    RunId, RunStatus, RunSummary, SpanRollup, TokenRecord,
 };
 pub use schema::SCHEMA_VERSION;
 
@@ -212,6 +212,11 @@ impl Store {
     /// Queues operation rows (their component rows first).
     pub fn add_deep_operation_metrics(&self, run: RunId, ops: Vec<OperationRecord>) -> bool {
         self.queue(Command::Operations(run, ops))
+    }
+
+    /// Queues amounts to add to a run's energy per span path.
+    pub fn add_span_rollup(&self, run: RunId, rows: Vec<SpanRollup>) -> bool {
+        self.queue(Command::SpanRollup(run, rows))
     }
 
     /// Waits until everything queued so far is committed.

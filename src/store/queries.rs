@@ -93,12 +93,13 @@ fn measured_from(r: &SqlRow, at: usize) -> rusqlite::Result<Measured> {
         energy_method: r.get(at + 10)?,
         energy_uncertainty_mj: r.get(at + 11)?,
         sample_windows: r.get(at + 12)?,
+        span_id: r.get::<_, Option<i64>>(at + 13)?.map(|i| i as u64),
     })
 }
 
 const TIMED: &str = "start_ns, end_ns, duration_ms, thread_id, energy_mj, exclusive_energy_mj,
     cpu_energy_mj, gpu_energy_mj, ane_energy_mj, dram_energy_mj, energy_method,
-    energy_uncertainty_mj, sample_windows";
+    energy_uncertainty_mj, sample_windows, span_id";
 
 impl Store {
     fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -207,11 +208,12 @@ impl Store {
     pub fn get_pipeline_sections(&self, run: RunId) -> Result<Vec<Row<PipelineSection>>> {
         self.with_conn(|c| {
             let mut st = c.prepare(&format!(
-                "SELECT id, run_id, section_index, parent_index, name, kind, phase, depth, fields, {TIMED}
+                "SELECT id, run_id, section_index, parent_index, name, kind, phase, depth, fields,
+                    path, polls, busy_ms, {TIMED}
                  FROM pipeline_sections WHERE run_id = ?1 ORDER BY start_ns, section_index"
             ))?;
             let rows = st.query_map([run], |r| {
-                let measured = measured_from(r, 9)?;
+                let measured = measured_from(r, 12)?;
                 Ok(Row {
                     id: r.get(0)?,
                     run_id: r.get(1)?,
@@ -224,8 +226,33 @@ impl Store {
                         phase: r.get(6)?,
                         depth: r.get(7)?,
                         fields: r.get(8)?,
+                        path: r.get(9)?,
+                        polls: r.get(10)?,
+                        busy_ms: r.get(11)?,
                         measured,
                     },
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The run's energy per span path, most exclusive energy first (by time where the
+    /// energy is unknown).
+    pub fn get_span_rollup(&self, run: RunId) -> Result<Vec<SpanRollup>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT path, calls, busy_ms, energy_mj, exclusive_energy_mj FROM span_rollup
+                 WHERE run_id = ?1
+                 ORDER BY exclusive_energy_mj IS NULL, exclusive_energy_mj DESC, busy_ms DESC, path",
+            )?;
+            let rows = st.query_map([run], |r| {
+                Ok(SpanRollup {
+                    path: r.get(0)?,
+                    calls: r.get::<_, i64>(1)? as u64,
+                    busy_ms: r.get(2)?,
+                    energy_mj: r.get(3)?,
+                    exclusive_energy_mj: r.get(4)?,
                 })
             })?;
             rows.collect()

@@ -208,6 +208,10 @@ pub struct Measured {
     pub energy_uncertainty_mj: Option<f64>,
     /// Power sample windows the section touched.
     pub sample_windows: Option<u32>,
+    /// The span instance the row comes from: a run-unique id, shared by the rows of one
+    /// span (e.g. the polls of an async span); `None` for rows that are no span of their
+    /// own (a layer grouped from its components).
+    pub span_id: Option<u64>,
 }
 
 impl Measured {
@@ -243,9 +247,34 @@ pub struct PipelineSection {
     pub depth: u32,
     /// The span's fields as a JSON object, if any.
     pub fields: Option<String>,
-    /// Time and energy.
+    /// The names of the enclosing sections and this one, joined by `;` (e.g.
+    /// `request;handle_request;compute`): the key of the run's [`SpanRollup`].
+    pub path: Option<String>,
+    /// How often the span instance was entered (an async span: once per poll).
+    pub polls: Option<u32>,
+    /// Time it was entered, summed over its polls (ms). `duration_ms` is first enter to
+    /// close.
+    pub busy_ms: Option<f64>,
+    /// Time and energy: `start_ns` is the first enter, `end_ns` the close (or the last
+    /// exit of a span still open when the run ended); energies are summed over the polls.
     #[serde(flatten)]
     pub measured: Measured,
+}
+
+/// Energy per span path over a run: "which code path used the energy". Kept by the store's
+/// writer as rows are written; also the unit in which rows are added to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanRollup {
+    /// Span names from the outermost, joined by `;` (the folded-stack form).
+    pub path: String,
+    /// Span instances (or candle rows: tokens, layers, components, operations) counted.
+    pub calls: u64,
+    /// Time entered, summed (ms).
+    pub busy_ms: f64,
+    /// Inclusive energy, summed (mJ); `None` when unknown.
+    pub energy_mj: Option<f64>,
+    /// Exclusive energy, summed (mJ): what this path used itself, not its children.
+    pub exclusive_energy_mj: Option<f64>,
 }
 
 /// One token: the prefill (all prompt tokens in one forward) or one decode step.

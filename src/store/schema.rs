@@ -8,7 +8,7 @@
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The tables this crate owns (a database holding other tables is not ours).
-pub const TABLES: [&str; 9] = [
+pub const TABLES: [&str; 10] = [
     "profiling_runs",
     "run_tags",
     "power_samples",
@@ -18,6 +18,7 @@ pub const TABLES: [&str; 9] = [
     "component_metrics",
     "component_rollup",
     "deep_operation_metrics",
+    "span_rollup",
 ];
 
 /// Columns shared by every timed row: the section's window on the run's monotonic timeline
@@ -41,7 +42,34 @@ macro_rules! timed_columns {
 }
 
 /// Migration `k` takes a database from version `k` to `k + 1`.
-pub const MIGRATIONS: &[&str] = &[concat!(
+pub const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// Span instances: every timed row says which span it came from; a generic span's row sums
+/// its polls; energy per span path.
+const V2: &str = "
+ALTER TABLE pipeline_sections ADD COLUMN span_id INTEGER;
+ALTER TABLE pipeline_sections ADD COLUMN path TEXT;
+ALTER TABLE pipeline_sections ADD COLUMN polls INTEGER;
+ALTER TABLE pipeline_sections ADD COLUMN busy_ms REAL;
+ALTER TABLE tokens ADD COLUMN span_id INTEGER;
+ALTER TABLE layer_metrics ADD COLUMN span_id INTEGER;
+ALTER TABLE component_metrics ADD COLUMN span_id INTEGER;
+ALTER TABLE deep_operation_metrics ADD COLUMN span_id INTEGER;
+CREATE INDEX idx_sections_span ON pipeline_sections(run_id, span_id);
+
+-- Per (run, span path) totals, kept by the writer as rows are written.
+CREATE TABLE span_rollup (
+    run_id INTEGER NOT NULL REFERENCES profiling_runs(run_id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    busy_ms REAL NOT NULL,
+    energy_mj REAL,
+    exclusive_energy_mj REAL,
+    PRIMARY KEY (run_id, path)
+) WITHOUT ROWID;
+";
+
+const V1: &str = concat!(
     "
 CREATE TABLE profiling_runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -192,4 +220,4 @@ CREATE TABLE deep_operation_metrics (
         ON DELETE CASCADE
 );
 "
-)];
+);

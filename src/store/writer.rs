@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, Transaction};
 
 use super::records::{
     ComponentRecord, LayerRecord, Measured, NewRun, OperationRecord, PipelineSection, RunEnd,
-    RunId, TokenRecord,
+    RunId, SpanRollup, TokenRecord,
 };
 use crate::power::{Domain, PowerSample};
 use crate::{Error, Result};
@@ -28,6 +28,8 @@ pub(crate) enum Command {
     Layers(RunId, Vec<LayerRecord>),
     Components(RunId, Vec<ComponentRecord>),
     Operations(RunId, Vec<OperationRecord>),
+    /// Amounts to add to the run's `span_rollup` rows.
+    SpanRollup(RunId, Vec<SpanRollup>),
     FinishRun(RunId, Box<RunEnd>, Sender<Result<()>>),
     Flush(Sender<Result<()>>),
 }
@@ -42,6 +44,7 @@ impl Command {
             Command::Layers(r, v) => (Some(*r), v.len()),
             Command::Components(r, v) => (Some(*r), v.len()),
             Command::Operations(r, v) => (Some(*r), v.len()),
+            Command::SpanRollup(r, v) => (Some(*r), v.len()),
             _ => (None, 1),
         }
     }
@@ -174,6 +177,7 @@ impl WriterState {
             Command::Operations(run, v) => {
                 insert_each(tx, *run, v, &OPERATION_SQL, bind_operation, |_| {})
             }
+            Command::SpanRollup(run, v) => add_span_rollup(tx, *run, v),
         };
         let (run, failed, first_error) = match result {
             Ok(r) => r,
@@ -318,6 +322,41 @@ fn insert_components(
     Ok(outcome)
 }
 
+/// Adds amounts to the run's `span_rollup` rows (an unknown energy adds nothing).
+fn add_span_rollup(
+    tx: &Transaction,
+    run: RunId,
+    rows: &[SpanRollup],
+) -> rusqlite::Result<(RunId, usize, Option<String>)> {
+    let mut up = tx.prepare_cached(
+        "INSERT INTO span_rollup (run_id, path, calls, busy_ms, energy_mj, exclusive_energy_mj)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (run_id, path) DO UPDATE SET
+            calls = calls + excluded.calls,
+            busy_ms = busy_ms + excluded.busy_ms,
+            energy_mj = CASE WHEN excluded.energy_mj IS NULL THEN energy_mj
+                ELSE COALESCE(energy_mj, 0) + excluded.energy_mj END,
+            exclusive_energy_mj = CASE WHEN excluded.exclusive_energy_mj IS NULL
+                THEN exclusive_energy_mj
+                ELSE COALESCE(exclusive_energy_mj, 0) + excluded.exclusive_energy_mj END",
+    )?;
+    let (mut failed, mut first_error) = (0, None);
+    for r in rows {
+        if let Err(e) = up.execute(params![
+            run,
+            r.path,
+            r.calls as i64,
+            r.busy_ms,
+            r.energy_mj,
+            r.exclusive_energy_mj
+        ]) {
+            failed += 1;
+            first_error.get_or_insert_with(|| e.to_string());
+        }
+    }
+    Ok((run, failed, first_error))
+}
+
 fn insert_run(tx: &Transaction, m: &NewRun) -> rusqlite::Result<RunId> {
     tx.execute(
         "INSERT INTO profiling_runs (started_at_ms, model, prompt, experiment, power_source,
@@ -413,9 +452,12 @@ fn bind_power(
 const TIMED_COLUMNS: &str =
     "start_ns, end_ns, duration_ms, thread_id, energy_mj, exclusive_energy_mj,
     cpu_energy_mj, gpu_energy_mj, ane_energy_mj, dram_energy_mj, energy_method,
-    energy_uncertainty_mj, sample_windows";
+    energy_uncertainty_mj, sample_windows, span_id";
 
-/// Binds the 13 timed columns from parameter `at` on.
+/// The number of timed columns.
+const TIMED_COUNT: usize = 14;
+
+/// Binds the 14 timed columns from parameter `at` on.
 fn bind_measured(
     st: &mut rusqlite::CachedStatement<'_>,
     at: usize,
@@ -433,19 +475,20 @@ fn bind_measured(
     st.raw_bind_parameter(at + 9, m.dram_energy_mj)?;
     st.raw_bind_parameter(at + 10, m.energy_method.as_deref())?;
     st.raw_bind_parameter(at + 11, m.energy_uncertainty_mj)?;
-    st.raw_bind_parameter(at + 12, m.sample_windows)
+    st.raw_bind_parameter(at + 12, m.sample_windows)?;
+    st.raw_bind_parameter(at + 13, m.span_id.map(|i| i as i64))
 }
 
-/// Timed tables' inserts: `cols` (`n` parameters) and then the 13 timed columns.
+/// Timed tables' inserts: `cols` (`n` parameters) and then the timed columns.
 fn timed_sql(table: &str, cols: &str, n: usize) -> InsertSql {
-    InsertSql::new(table, &format!("{cols}, {TIMED_COLUMNS}"), n + 13)
+    InsertSql::new(table, &format!("{cols}, {TIMED_COLUMNS}"), n + TIMED_COUNT)
 }
 
 static SECTION_SQL: Lazy<InsertSql> = Lazy::new(|| {
     timed_sql(
         "pipeline_sections",
-        "run_id, section_index, parent_index, name, kind, phase, depth, fields",
-        8,
+        "run_id, section_index, parent_index, name, kind, phase, depth, fields, path, polls, busy_ms",
+        11,
     )
 });
 static TOKEN_SQL: Lazy<InsertSql> = Lazy::new(|| {
@@ -486,7 +529,10 @@ fn bind_section(
     st.raw_bind_parameter(base + 6, s.phase.as_deref())?;
     st.raw_bind_parameter(base + 7, s.depth)?;
     st.raw_bind_parameter(base + 8, s.fields.as_deref())?;
-    bind_measured(st, base + 9, &s.measured)
+    st.raw_bind_parameter(base + 9, s.path.as_deref())?;
+    st.raw_bind_parameter(base + 10, s.polls)?;
+    st.raw_bind_parameter(base + 11, s.busy_ms)?;
+    bind_measured(st, base + 12, &s.measured)
 }
 
 fn bind_token(

@@ -41,7 +41,11 @@
 //! shorter interval where the sensor really updates that often (some chips update their
 //! energy counters only every ~2 s).
 
-use crate::power::{Domain, PowerSample};
+mod stream;
+
+pub use stream::{EnergyStream, Totals, DEFAULT_MAX_POINTS};
+
+use crate::power::PowerSample;
 
 /// The method name stored with every attributed section.
 pub const METHOD: &str = "overlap";
@@ -52,7 +56,7 @@ pub struct SectionEnergy {
     /// Inclusive energy of all measured domains (mJ); `None` when no sample covers any of
     /// the section.
     pub total_mj: Option<f64>,
-    /// Inclusive energy per domain (mJ), in [`Domain::ALL`] order; `None` where not measured.
+    /// Inclusive energy per domain (mJ), in [`crate::power::Domain::ALL`] order; `None` where not measured.
     pub domains: [Option<f64>; 4],
     /// See the module docs.
     pub uncertainty_mj: Option<f64>,
@@ -69,38 +73,17 @@ pub struct Activity {
     pub end_ns: u64,
 }
 
-const CHANNELS: usize = 5; // 4 domains + total
+/// Energy channels: the four domains, then all measured domains together.
+pub(crate) const CHANNELS: usize = 5;
 
-/// Per-thread cumulative energy over a time range: `F(t)`, the energy one active thread
-/// receives from the start of the range to `t`. A section's inclusive energy is
-/// `F(end) - F(start)`.
+/// Per-thread cumulative energy over a fixed time range, built at once from all samples
+/// and activity intervals: `F(t)`, the energy one active thread receives from the start of
+/// the range to `t`. A section's inclusive energy is `F(end) - F(start)`. The profiler
+/// itself uses the streaming form, [`EnergyStream`]; this is that stream fed everything
+/// and advanced to the end of the range.
 #[derive(Debug, Clone)]
 pub struct EnergyIntegral {
-    /// Breakpoints, ascending.
-    times: Vec<u64>,
-    /// `F` at each breakpoint, per channel.
-    cum: Vec<[f64; CHANNELS]>,
-    /// Per-thread rate on `[times[i], times[i+1])`, mJ per ns, per channel.
-    rate: Vec<[f64; CHANNELS]>,
-    /// Whether `[times[i], times[i+1])` is covered by a sample.
-    covered: Vec<bool>,
-    /// The sample windows, ascending: (start, end).
-    windows: Vec<(u64, u64)>,
-    /// Which domains every sample measures.
-    known: [bool; 4],
-    /// Energy over the range in instants with at least one active thread, and with none.
-    attributed: [f64; CHANNELS],
-    unattributed: [f64; CHANNELS],
-    measured: [f64; CHANNELS],
-}
-
-fn channels(s: &PowerSample) -> [f64; CHANNELS] {
-    let mut c = [0.0; CHANNELS];
-    for (i, d) in Domain::ALL.iter().enumerate() {
-        c[i] = s.energy.get(*d).unwrap_or(0.0);
-    }
-    c[4] = s.total_mj;
-    c
+    stream: EnergyStream,
 }
 
 impl EnergyIntegral {
@@ -113,210 +96,50 @@ impl EnergyIntegral {
         t1: u64,
     ) -> EnergyIntegral {
         let t1 = t1.max(t0);
+        let mut stream = EnergyStream::new(t0);
+        for a in threads.iter().flatten() {
+            if a.end_ns > t0 && a.start_ns < t1 && a.end_ns > a.start_ns {
+                stream.activity(a.start_ns.max(t0), 1);
+                if a.end_ns < t1 {
+                    stream.activity(a.end_ns, -1);
+                }
+            }
+        }
         let mut samples: Vec<&PowerSample> = samples
             .iter()
             .filter(|s| s.end_ns > t0 && s.start_ns < t1)
             .collect();
         samples.sort_by_key(|s| s.start_ns);
-        let mut known = [true; 4];
-        for s in &samples {
-            for (i, d) in Domain::ALL.iter().enumerate() {
-                known[i] &= s.energy.get(*d).is_some();
-            }
+        for s in samples {
+            stream.push_sample(s);
         }
-        if samples.is_empty() {
-            known = [false; 4];
-        }
-        // Activity changes: +1 at start, -1 at end.
-        let mut changes: Vec<(u64, i32)> = Vec::new();
-        for acts in threads {
-            for a in acts {
-                if a.end_ns > t0 && a.start_ns < t1 && a.end_ns > a.start_ns {
-                    changes.push((a.start_ns.max(t0), 1));
-                    if a.end_ns < t1 {
-                        changes.push((a.end_ns, -1));
-                    }
-                }
-            }
-        }
-        changes.sort();
-        let mut times: Vec<u64> = vec![t0, t1];
-        for s in &samples {
-            times.push(s.start_ns.clamp(t0, t1));
-            times.push(s.end_ns.clamp(t0, t1));
-        }
-        times.extend(changes.iter().map(|c| c.0));
-        times.sort_unstable();
-        times.dedup();
-
-        let n_pieces = times.len().saturating_sub(1);
-        let mut rate = Vec::with_capacity(n_pieces);
-        let mut covered = Vec::with_capacity(n_pieces);
-        let mut cum = Vec::with_capacity(times.len());
-        cum.push([0.0; CHANNELS]);
-        let (mut si, mut ci, mut active) = (0usize, 0usize, 0i32);
-        let mut attributed = [0.0; CHANNELS];
-        let mut unattributed = [0.0; CHANNELS];
-        for i in 0..n_pieces {
-            let (a, b) = (times[i], times[i + 1]);
-            while ci < changes.len() && changes[ci].0 <= a {
-                active += changes[ci].1;
-                ci += 1;
-            }
-            while si < samples.len() && samples[si].end_ns <= a {
-                si += 1;
-            }
-            let sample = samples.get(si).filter(|s| s.start_ns <= a && s.end_ns >= b);
-            let dt = (b - a) as f64;
-            let mut r = [0.0; CHANNELS];
-            if let Some(s) = sample {
-                let e = channels(s);
-                let len = s.duration_ns() as f64;
-                for k in 0..CHANNELS {
-                    let piece = e[k] * dt / len;
-                    if active > 0 {
-                        r[k] = piece / dt / active as f64;
-                        attributed[k] += piece;
-                    } else {
-                        unattributed[k] += piece;
-                    }
-                }
-            }
-            covered.push(sample.is_some());
-            let prev = *cum.last().unwrap();
-            let mut next = [0.0; CHANNELS];
-            for k in 0..CHANNELS {
-                next[k] = prev[k] + r[k] * dt;
-            }
-            cum.push(next);
-            rate.push(r);
-        }
-        let mut measured = [0.0; CHANNELS];
-        for k in 0..CHANNELS {
-            measured[k] = attributed[k] + unattributed[k];
-        }
-        EnergyIntegral {
-            windows: samples.iter().map(|s| (s.start_ns, s.end_ns)).collect(),
-            times,
-            cum,
-            rate,
-            covered,
-            known,
-            attributed,
-            unattributed,
-            measured,
-        }
-    }
-
-    /// `F(t)` per channel, `t` clamped to the range.
-    fn at(&self, t: u64) -> [f64; CHANNELS] {
-        let t = t.clamp(self.times[0], *self.times.last().unwrap());
-        let i = self.times.partition_point(|x| *x <= t).saturating_sub(1);
-        if i >= self.rate.len() {
-            return *self.cum.last().unwrap();
-        }
-        let dt = (t - self.times[i]) as f64;
-        let mut v = self.cum[i];
-        for (k, val) in v.iter_mut().enumerate() {
-            *val += self.rate[i][k] * dt;
-        }
-        v
-    }
-
-    fn between(&self, s: u64, e: u64) -> [f64; CHANNELS] {
-        let (a, b) = (self.at(s), self.at(e.max(s)));
-        let mut d = [0.0; CHANNELS];
-        for k in 0..CHANNELS {
-            d[k] = b[k] - a[k];
-        }
-        d
-    }
-
-    /// Nanoseconds of `[s, e]` not covered by any sample.
-    fn uncovered_ns(&self, s: u64, e: u64) -> u64 {
-        let mut gap = 0;
-        let i0 = self.times.partition_point(|x| *x <= s).saturating_sub(1);
-        for i in i0..self.rate.len() {
-            let (a, b) = (self.times[i].max(s), self.times[i + 1].min(e));
-            if a >= e {
-                break;
-            }
-            if b > a && !self.covered[i] {
-                gap += b - a;
-            }
-        }
-        // Parts outside the integral's range are uncovered too.
-        gap + self.times[0].saturating_sub(s).min(e.saturating_sub(s))
-            + e.saturating_sub(*self.times.last().unwrap())
-                .min(e.saturating_sub(s))
+        stream.advance(t1);
+        EnergyIntegral { stream }
     }
 
     /// The inclusive energy of a section `[s, e]` on a thread that is active throughout it.
     pub fn section(&self, s: u64, e: u64) -> SectionEnergy {
-        let e = e.max(s);
-        let total = self.between(s, e);
-        let w0 = self.windows.partition_point(|w| w.1 <= s);
-        let w1 = self.windows.partition_point(|w| w.0 < e.max(s + 1));
-        let touched = w1.saturating_sub(w0) as u32;
-        if touched == 0 {
-            return SectionEnergy {
-                total_mj: None,
-                domains: [None; 4],
-                uncertainty_mj: None,
-                sample_windows: 0,
-            };
-        }
-        // Partially covered windows: the first and the last touched.
-        let mut uncertainty = 0.0;
-        let mut partial = |w: (u64, u64)| {
-            let (a, b) = (w.0.max(s), w.1.min(e));
-            if b <= a {
-                return;
-            }
-            let f = (b - a) as f64 / (w.1 - w.0) as f64;
-            uncertainty += self.between(a, b)[4] * (1.0 - f);
-        };
-        partial(self.windows[w0]);
-        if w1 - 1 > w0 {
-            partial(self.windows[w1 - 1]);
-        }
-        let gap = self.uncovered_ns(s, e);
-        let covered = (e - s).saturating_sub(gap);
-        if gap > 0 && covered > 0 {
-            uncertainty += total[4] / covered as f64 * gap as f64;
-        }
-        let mut domains = [None; 4];
-        for (i, d) in domains.iter_mut().enumerate() {
-            if self.known[i] {
-                *d = Some(total[i]);
-            }
-        }
-        SectionEnergy {
-            total_mj: Some(total[4]),
-            domains,
-            uncertainty_mj: Some(uncertainty),
-            sample_windows: touched,
-        }
+        self.stream.section(s, e)
     }
 
     /// Energy measured over the range (mJ): all measured domains.
     pub fn measured_mj(&self) -> f64 {
-        self.measured[4]
+        self.stream.totals().measured[4]
     }
 
     /// Energy over instants with at least one active thread (mJ).
     pub fn attributed_mj(&self) -> f64 {
-        self.attributed[4]
+        self.stream.totals().attributed[4]
     }
 
     /// Energy over instants with no active thread (mJ).
     pub fn unattributed_mj(&self) -> f64 {
-        self.unattributed[4]
+        self.stream.totals().unattributed[4]
     }
 
     /// True when at least one sample overlaps the range.
     pub fn has_samples(&self) -> bool {
-        !self.windows.is_empty()
+        self.stream.has_samples()
     }
 }
 

@@ -1,0 +1,237 @@
+//! The layer's builder: where to write, what to sample, and the memory it may use.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::guard::EnergyGuard;
+use super::hot::{EnergyLayer, Shared, DEFAULT_WAIT};
+use super::processor::{Processor, Setup};
+use super::{SyncFn, SyncPoint, Vocabulary};
+use crate::power::{PowerSource, SampleBuffer, Sampler, SamplerConfig, SourceSpec};
+use crate::store::{NewRun, Store};
+use crate::{clock, Result};
+
+/// What the hot path does when a thread's ring is full (the processor fell behind, or
+/// the memory budget stopped it from taking more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop the record at once and count it on the run.
+    Drop,
+    /// Yield to the processor for up to this long, then drop and count. The default
+    /// (200 ms) means a busy program slows down rather than lose records.
+    Wait(Duration),
+}
+
+impl Default for Overflow {
+    fn default() -> Self {
+        Overflow::Wait(DEFAULT_WAIT)
+    }
+}
+
+/// Builds an [`EnergyLayer`] and its [`EnergyGuard`].
+pub struct EnergyLayerBuilder {
+    db: Option<PathBuf>,
+    store: Option<Arc<Store>>,
+    source: Option<SourceSpec>,
+    custom_source: Option<Box<dyn PowerSource>>,
+    interval: Duration,
+    buffer: Option<Arc<SampleBuffer>>,
+    run: NewRun,
+    sync: Option<(SyncFn, SyncPoint)>,
+    vocabulary: Vocabulary,
+    ring_records: usize,
+    memory_budget: usize,
+    overflow: Overflow,
+    rotate_every: Option<Duration>,
+}
+
+/// The default memory budget: 64 MiB.
+pub const DEFAULT_MEMORY_BUDGET: usize = 64 << 20;
+
+impl EnergyLayerBuilder {
+    pub(crate) fn new() -> EnergyLayerBuilder {
+        EnergyLayerBuilder {
+            db: None,
+            store: None,
+            source: Some(SourceSpec::Auto),
+            custom_source: None,
+            interval: Duration::from_millis(100),
+            buffer: None,
+            run: NewRun::new(),
+            sync: None,
+            vocabulary: Vocabulary::new(),
+            ring_records: 1 << 15,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            overflow: Overflow::default(),
+            rotate_every: None,
+        }
+    }
+
+    /// Writes to the database at this path (default `profiles.db`).
+    pub fn db(mut self, path: impl Into<PathBuf>) -> Self {
+        self.db = Some(path.into());
+        self
+    }
+
+    /// Writes to an open store.
+    pub fn store(mut self, store: Arc<Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The power source (default [`SourceSpec::Auto`]: powermetrics where it works, else the
+    /// CPU-time estimate). `None` records times only (energies stay unknown).
+    pub fn power(mut self, source: Option<SourceSpec>) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Uses this power source (e.g. one of your own) instead of a named one.
+    pub fn custom_source(mut self, source: Box<dyn PowerSource>) -> Self {
+        self.custom_source = Some(source);
+        self
+    }
+
+    /// The sample interval (default 100 ms).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Samples into this buffer instead of the global one.
+    pub fn buffer(mut self, buffer: Arc<SampleBuffer>) -> Self {
+        self.buffer = Some(buffer);
+        self
+    }
+
+    /// The model's name, stored on the run.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.run.model = Some(model.into());
+        self
+    }
+
+    /// The prompt, stored on the run.
+    pub fn prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.run.prompt = Some(prompt.into());
+        self
+    }
+
+    /// Tags, stored on the run.
+    pub fn tags<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tags: I) -> Self {
+        self.run.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The experiment's name, stored on the run.
+    pub fn experiment(mut self, name: impl Into<String>) -> Self {
+        self.run.experiment = Some(name.into());
+        self
+    }
+
+    /// Calls `hook` at the chosen boundaries, before the span's end time is read.
+    pub fn synchronize(mut self, hook: SyncFn, at: SyncPoint) -> Self {
+        self.sync = Some((hook, at));
+        self
+    }
+
+    /// The span vocabulary (default [`Vocabulary::new`]).
+    pub fn vocabulary(mut self, vocabulary: Vocabulary) -> Self {
+        self.vocabulary = vocabulary;
+        self
+    }
+
+    /// Records each thread's ring holds (default 32,768: 2 MiB) before the [`Overflow`]
+    /// policy applies. Threads that start tracing once the rings' half of the memory budget
+    /// is spent get rings of 1,024 records.
+    pub fn queue_capacity(mut self, records: usize) -> Self {
+        self.ring_records = records;
+        self
+    }
+
+    /// The memory the profiler may hold for records not yet written (default 64 MiB): half
+    /// for the per-thread rings, half for the processor's queued records, open trees, span
+    /// instances and energy function. When the processor's half is full it stops taking
+    /// records, the rings fill, and the [`Overflow`] policy applies (counted on the run).
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes.max(1 << 20);
+        self
+    }
+
+    /// What a thread does when its ring is full (default [`Overflow::Wait`] 200 ms).
+    pub fn overflow(mut self, policy: Overflow) -> Self {
+        self.overflow = policy;
+        self
+    }
+
+    /// Closes the run and starts the next (same metadata) every `period`, for programs that
+    /// run for a long time. Each run's report is logged; [`super::EnergyGuard::rotate`] does
+    /// the same on demand.
+    pub fn rotate_every(mut self, period: Duration) -> Self {
+        self.rotate_every = Some(period.max(Duration::from_millis(100)));
+        self
+    }
+
+    /// Opens the store, starts the sampler and the processor, and creates the run.
+    pub fn build(self) -> Result<(EnergyLayer, EnergyGuard)> {
+        clock::init();
+        let store = match self.store {
+            Some(s) => s,
+            None => Arc::new(Store::open(
+                self.db.unwrap_or_else(|| PathBuf::from("profiles.db")),
+            )?),
+        };
+        let buffer = self.buffer.unwrap_or_else(SampleBuffer::global);
+        let source = match (self.custom_source, &self.source) {
+            (Some(custom), _) => Some(custom),
+            (None, Some(spec)) => Some(spec.build_for_profile()?),
+            (None, None) => None,
+        };
+        let sampler = match source {
+            None => None,
+            Some(source) => Some(Sampler::start(
+                source,
+                SamplerConfig::new(self.interval).buffer(Arc::clone(&buffer)),
+            )?),
+        };
+        let mut run = self.run;
+        if let Some(s) = &sampler {
+            run.power_source = Some(s.source_name().to_string());
+            run.estimated = s.estimated();
+            run.sample_interval_ms = Some(self.interval.as_secs_f64() * 1000.0);
+        }
+        let run_id = store.create_run(&run)?;
+        let shared = Arc::new(Shared::new(
+            self.vocabulary,
+            self.sync,
+            self.ring_records,
+            self.memory_budget / 2,
+            self.overflow,
+        ));
+        let processor = Processor::spawn(Setup {
+            shared: Arc::clone(&shared),
+            store: Arc::clone(&store),
+            run_id,
+            run,
+            buffer,
+            sampler,
+            start_ns: clock::now_ns(),
+            interval: self.interval,
+            memory_budget: self.memory_budget / 2,
+            rotate_every: self.rotate_every,
+        })?;
+        Ok((
+            EnergyLayer {
+                shared: Arc::clone(&shared),
+            },
+            EnergyGuard::new(processor, shared, run_id),
+        ))
+    }
+}
+
+impl EnergyLayer {
+    /// A builder with the defaults: `profiles.db`, source `auto`, 100 ms.
+    pub fn builder() -> EnergyLayerBuilder {
+        EnergyLayerBuilder::new()
+    }
+}

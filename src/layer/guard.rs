@@ -1,0 +1,84 @@
+//! The guard: ends the run (or rotates to the next) and reports what it recorded.
+
+use std::sync::Arc;
+
+use super::hot::Shared;
+use super::processor::ProcessorHandle;
+use super::RunReport;
+use crate::store::{NewRun, RunId};
+use crate::{Error, Result};
+
+/// Finishes the run when dropped or [`EnergyGuard::finish`]ed.
+pub struct EnergyGuard {
+    processor: Option<ProcessorHandle>,
+    shared: Arc<Shared>,
+    run_id: RunId,
+}
+
+impl EnergyGuard {
+    pub(crate) fn new(processor: ProcessorHandle, shared: Arc<Shared>, run_id: RunId) -> Self {
+        EnergyGuard {
+            processor: Some(processor),
+            shared,
+            run_id,
+        }
+    }
+
+    /// The run being recorded.
+    pub fn run_id(&self) -> RunId {
+        self.run_id
+    }
+
+    /// Stores the generated text on the run when it finishes.
+    pub fn set_response(&self, response: impl Into<String>) {
+        *self.shared.response.lock() = Some(response.into());
+    }
+
+    /// Closes the current run at this instant and starts a new one with `next`'s metadata
+    /// (its power source and interval are the running ones'), without reinstalling the
+    /// subscriber. Returns the closed run's report once the samples covering its end have
+    /// arrived. A section is recorded in the run in which it ends; the part of it before
+    /// that run's start is left in the previous run's unattributed energy, so no energy is
+    /// counted twice and the runs' totals add up to the whole period's.
+    pub fn rotate(&mut self, next: NewRun) -> Result<RunReport> {
+        let processor = self.processor.as_ref().ok_or_else(already_finished)?;
+        let report = processor.rotate(next)?;
+        self.run_id = processor.current_run();
+        Ok(report)
+    }
+
+    /// Waits for the samples that cover the last sections, stops the sampler, attributes
+    /// and writes everything, and marks the run complete.
+    pub fn finish(mut self) -> Result<RunReport> {
+        self.finish_inner(None)
+    }
+
+    /// Like [`EnergyGuard::finish`], but marks the run failed with `reason` (what was
+    /// recorded up to here is kept).
+    pub fn fail(mut self, reason: impl Into<String>) -> Result<RunReport> {
+        self.finish_inner(Some(reason.into()))
+    }
+
+    fn finish_inner(&mut self, failure: Option<String>) -> Result<RunReport> {
+        match self.processor.take() {
+            Some(p) => p.finish(failure),
+            None => Err(already_finished()),
+        }
+    }
+}
+
+fn already_finished() -> Error {
+    Error::WriterFailed("the run was already finished".into())
+}
+
+impl Drop for EnergyGuard {
+    fn drop(&mut self) {
+        if self.processor.is_some() {
+            let failure =
+                std::thread::panicking().then(|| "the profiled program panicked".to_string());
+            if let Err(e) = self.finish_inner(failure) {
+                tracing::error!("finishing the energy profile failed: {e}");
+            }
+        }
+    }
+}

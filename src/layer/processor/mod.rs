@@ -1,0 +1,571 @@
+//! The processor thread: takes the hot path's records ([`intake`]), finalizes each section
+//! as soon as the power samples cover it, turns units into token rows ([`unit`]) and other
+//! spans into instance rows ([`instances`]), and hands the rows to the store ([`rows`]).
+//! It also ends the run, or rotates to the next.
+
+mod instances;
+mod intake;
+mod rows;
+mod unit;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::hot::{HotRecord, SectionRecord, Shared, SpanData, FLAG_IN_UNIT, FLAG_UNIT};
+use super::{Role, RunReport};
+use crate::attribution::{EnergyStream, SectionEnergy};
+use crate::power::{SampleBuffer, Sampler, SamplerStatus, SourceId};
+use crate::store::{NewRun, RunEnd, RunId, RunStatus, Store};
+use crate::{clock, Error, Result};
+use instances::Instances;
+use intake::{Intake, Queued};
+use rows::Rows;
+use unit::{Node, Paths, Tree, Writer};
+
+pub(crate) struct Setup {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) run_id: RunId,
+    pub(crate) run: NewRun,
+    pub(crate) buffer: Arc<SampleBuffer>,
+    pub(crate) sampler: Option<Sampler>,
+    pub(crate) start_ns: u64,
+    pub(crate) interval: Duration,
+    pub(crate) memory_budget: usize,
+    pub(crate) rotate_every: Option<Duration>,
+}
+
+enum Control {
+    Finish(Option<String>),
+    Rotate(Box<NewRun>),
+}
+
+type Reply = Sender<Result<RunReport>>;
+
+/// A record inside an open unit, with its span's data.
+type InUnit = (SectionRecord, Option<Arc<SpanData>>);
+
+pub(crate) struct ProcessorHandle {
+    control: Sender<(Control, Reply)>,
+    thread: std::thread::JoinHandle<()>,
+    current: Arc<AtomicI64>,
+}
+
+fn gone() -> Error {
+    Error::WriterFailed("the energy processor thread stopped (it panicked)".into())
+}
+
+impl ProcessorHandle {
+    pub(crate) fn finish(self, failure: Option<String>) -> Result<RunReport> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let sent = self.control.send((Control::Finish(failure), tx)).is_ok();
+        let reply = if sent { rx.recv().ok() } else { None };
+        let joined = self.thread.join();
+        match (reply, joined) {
+            (Some(r), _) => r,
+            _ => Err(gone()),
+        }
+    }
+
+    pub(crate) fn rotate(&self, next: NewRun) -> Result<RunReport> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.control
+            .send((Control::Rotate(Box::new(next)), tx))
+            .map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())?
+    }
+
+    pub(crate) fn current_run(&self) -> RunId {
+        self.current.load(Ordering::Acquire)
+    }
+}
+
+/// How long the processor sleeps when there is nothing to do.
+const IDLE: Duration = Duration::from_millis(5);
+/// A record reaches its ring at most this long after its time stamp (the hot path reads
+/// the clock, then pushes): the energy stream is not built closer to now than this.
+const REORDER_MARGIN_NS: u64 = 50_000_000;
+/// Rows are handed to the writer at least this often, or when this many wait.
+const WRITE_EVERY: Duration = Duration::from_millis(250);
+const WRITE_ROWS: usize = 20_000;
+/// Records moved from the rings per round at most (keeps rounds short).
+const DRAIN_PER_ROUND: usize = 1 << 18;
+
+struct RunState {
+    id: RunId,
+    meta: NewRun,
+    start_ns: u64,
+    next_token: u64,
+    sections: u64,
+    peak_bytes: u64,
+}
+
+pub(crate) struct Processor {
+    shared: Arc<Shared>,
+    store: Arc<Store>,
+    buffer: Arc<SampleBuffer>,
+    sampler: Option<Sampler>,
+    source: Option<SourceId>,
+    interval: Duration,
+    budget: usize,
+    rotate_every: Option<Duration>,
+    current: Arc<AtomicI64>,
+    run: RunState,
+    intake: Intake,
+    stream: EnergyStream,
+    samples_fed_to: u64,
+    samples_copied_to: u64,
+    /// Records inside an open unit, per thread, with their span data.
+    units: HashMap<u32, Vec<InUnit>>,
+    /// Closes that came while their thread had a unit open (applied after it).
+    unit_closes: HashMap<u32, Vec<(u64, u64)>>,
+    /// Inclusive energy of the finished children of open sections: (thread, serial) -> mJ.
+    children: HashMap<(u32, u64), f64>,
+    instances: Instances,
+    rows: Rows,
+    paths: Paths,
+    spans: HashMap<u64, Arc<SpanData>>,
+    closed_spans: Vec<u64>,
+    last_write: Instant,
+}
+
+impl Processor {
+    pub(crate) fn spawn(setup: Setup) -> Result<ProcessorHandle> {
+        let (control, rx) = crossbeam_channel::unbounded();
+        let current = Arc::new(AtomicI64::new(setup.run_id));
+        let shared_current = Arc::clone(&current);
+        let thread = std::thread::Builder::new()
+            .name("tracing-energy-processor".into())
+            .spawn(move || {
+                let source = setup.sampler.as_ref().map(|s| s.source_id());
+                let p = Processor {
+                    shared: setup.shared,
+                    store: setup.store,
+                    buffer: setup.buffer,
+                    sampler: setup.sampler,
+                    source,
+                    interval: setup.interval,
+                    budget: setup.memory_budget,
+                    rotate_every: setup.rotate_every,
+                    current: shared_current,
+                    run: RunState {
+                        id: setup.run_id,
+                        meta: setup.run,
+                        start_ns: setup.start_ns,
+                        next_token: 0,
+                        sections: 0,
+                        peak_bytes: 0,
+                    },
+                    intake: Intake::default(),
+                    stream: EnergyStream::new(setup.start_ns),
+                    samples_fed_to: setup.start_ns,
+                    samples_copied_to: setup.start_ns,
+                    units: HashMap::new(),
+                    unit_closes: HashMap::new(),
+                    children: HashMap::new(),
+                    instances: Instances::default(),
+                    rows: Rows::default(),
+                    paths: Paths::default(),
+                    spans: HashMap::new(),
+                    closed_spans: Vec::new(),
+                    last_write: Instant::now(),
+                };
+                p.run(rx)
+            })
+            .map_err(Error::Thread)?;
+        Ok(ProcessorHandle {
+            control,
+            thread,
+            current,
+        })
+    }
+
+    fn run(mut self, control: Receiver<(Control, Reply)>) {
+        clock::background_thread();
+        loop {
+            let busy = self.round(None);
+            let wait = if busy { Duration::ZERO } else { IDLE };
+            match control.recv_timeout(wait) {
+                Ok((Control::Finish(failure), reply)) => {
+                    let _ = reply.send(self.finish(failure));
+                    return;
+                }
+                Ok((Control::Rotate(next), reply)) => {
+                    let _ = reply.send(self.rotate(clock::now_ns(), *next));
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    let _ = self.finish(None);
+                    return;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            }
+            if let Some(period) = self.rotate_every {
+                let at = self.run.start_ns + period.as_nanos() as u64;
+                if clock::now_ns() >= at {
+                    let next = self.run.meta.clone();
+                    match self.rotate(at, next) {
+                        Ok(r) => tracing::info!(
+                            run = r.run_id,
+                            energy_mj = r.total_energy_mj,
+                            "energy profile run rotated"
+                        ),
+                        Err(e) => tracing::error!("rotating the energy profile run failed: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The time up to which power samples are complete (`u64::MAX` without a source, or
+    /// when the source stopped: nothing more will come).
+    fn watermark(&self) -> u64 {
+        match (&self.sampler, self.source) {
+            (Some(s), Some(id)) if s.status() == SamplerStatus::Running => {
+                self.buffer.source_watermark_ns(id).unwrap_or(0)
+            }
+            _ => u64::MAX,
+        }
+    }
+
+    /// Memory held now (bytes, estimated).
+    fn memory(&self) -> usize {
+        let records = self.intake.queued() + self.units.values().map(Vec::len).sum::<usize>();
+        records * 96 + self.instances.len() * 320 + self.stream.len() * 112
+    }
+
+    /// One round: take records, extend the energy stream as far as samples and records
+    /// allow (never past `cap`), finalize what it covers. Returns true when records came.
+    fn round(&mut self, cap: Option<u64>) -> bool {
+        let now = clock::now_ns();
+        self.intake.adopt(&self.shared);
+        let moved = if self.memory() < self.budget {
+            self.intake.drain(&mut self.stream, DRAIN_PER_ROUND)
+        } else {
+            0
+        };
+        self.feed_samples();
+        let mut target = self.watermark().min(now.saturating_sub(REORDER_MARGIN_NS));
+        if let Some(c) = cap {
+            target = target.min(c);
+        }
+        self.advance(target);
+        self.after_round(false);
+        moved > 0
+    }
+
+    fn advance(&mut self, to: u64) {
+        if to > self.stream.frontier() {
+            self.stream.advance(to);
+        }
+        let frontier = self.stream.frontier();
+        let mut ready = Vec::new();
+        self.intake
+            .pop_ready(frontier, |thread, q| ready.push((thread, q)));
+        for (thread, q) in ready {
+            self.process(thread, q);
+        }
+        self.instances.emit_closed(&mut self.rows);
+    }
+
+    fn after_round(&mut self, force_write: bool) {
+        for serial in self.closed_spans.drain(..) {
+            self.spans.remove(&serial);
+            self.shared.spans.lock().remove(&serial);
+        }
+        self.stream.prune(self.intake.horizon());
+        let bytes = self.memory() as u64;
+        self.run.peak_bytes = self.run.peak_bytes.max(bytes);
+        if force_write || self.rows.len() >= WRITE_ROWS || self.last_write.elapsed() >= WRITE_EVERY
+        {
+            self.rows.write(&self.store, self.run.id);
+            self.copy_samples(force_write);
+            self.last_write = Instant::now();
+        }
+    }
+
+    /// Gives the stream the samples that arrived since the last call.
+    fn feed_samples(&mut self) {
+        let Some(id) = self.source else { return };
+        let new = self
+            .buffer
+            .overlapping_source(id, self.samples_fed_to, u64::MAX / 2);
+        for s in new.iter().filter(|s| s.end_ns > self.samples_fed_to) {
+            self.stream.push_sample(s);
+        }
+        if let Some(last) = new.last() {
+            self.samples_fed_to = self.samples_fed_to.max(last.end_ns);
+        }
+    }
+
+    /// Copies this run's new power samples into the store (up to `upto`).
+    fn copy_samples(&mut self, all: bool) {
+        let Some(id) = self.source else { return };
+        let upto = if all {
+            u64::MAX / 2
+        } else {
+            self.stream.frontier()
+        };
+        let new: Vec<_> = self
+            .buffer
+            .overlapping_source(id, self.samples_copied_to, upto)
+            .into_iter()
+            .filter(|s| s.end_ns > self.samples_copied_to && s.end_ns <= upto)
+            .collect();
+        if let Some(last) = new.last() {
+            self.samples_copied_to = last.end_ns;
+            self.store.add_power_samples(self.run.id, new);
+        }
+    }
+
+    fn span(&mut self, serial: u64) -> Option<Arc<SpanData>> {
+        if let Some(d) = self.spans.get(&serial) {
+            return Some(Arc::clone(d));
+        }
+        let d = self.shared.spans.lock().get(&serial).cloned()?;
+        self.spans.insert(serial, Arc::clone(&d));
+        Some(d)
+    }
+
+    /// A section's energy; the part before the run's start belongs to the previous run.
+    fn energy(stream: &EnergyStream, run_start: u64, s: u64, e: u64) -> SectionEnergy {
+        stream.section(s.max(run_start).min(e), e)
+    }
+
+    fn process(&mut self, thread: u32, q: Queued) {
+        match q.record {
+            HotRecord::Activate { .. } => {}
+            HotRecord::Close { serial, .. } => {
+                match self.units.get(&thread) {
+                    Some(open) if !open.is_empty() => {
+                        self.unit_closes
+                            .entry(thread)
+                            .or_default()
+                            .push((serial, q.time));
+                    }
+                    _ => {
+                        self.instances.close(serial, q.time);
+                    }
+                }
+                self.closed_spans.push(serial);
+            }
+            HotRecord::Section(r) => {
+                self.run.sections += 1;
+                if r.flags & FLAG_IN_UNIT != 0 {
+                    let data = self.span(r.serial);
+                    self.units.entry(thread).or_default().push((r, data));
+                } else if r.flags & FLAG_UNIT != 0 {
+                    self.unit(thread, &r);
+                } else {
+                    self.generic(&r);
+                }
+            }
+        }
+    }
+
+    fn add_to_parent(&mut self, r: &SectionRecord, inclusive: Option<f64>) {
+        if r.parent != 0 {
+            *self.children.entry((r.thread, r.parent)).or_default() += inclusive.unwrap_or(0.0);
+        }
+    }
+
+    /// A section outside units: a poll of its span instance.
+    fn generic(&mut self, r: &SectionRecord) {
+        let (s, e) = times(r);
+        let energy = Self::energy(&self.stream, self.run.start_ns, s, e);
+        let children = self.children.remove(&(r.thread, r.serial)).unwrap_or(0.0);
+        let exclusive = energy.total_mj.map(|t| t - children);
+        self.add_to_parent(r, energy.total_mj);
+        if let Some(d) = self.span(r.serial) {
+            self.instances
+                .add_poll(&d, r.thread, s, e, &energy, exclusive, false);
+        }
+    }
+
+    /// A unit ended: its tree becomes a token row and the rows under it.
+    fn unit(&mut self, thread: u32, r: &SectionRecord) {
+        let inside = self.units.remove(&thread).unwrap_or_default();
+        let unit_data = self.span(r.serial);
+        let phase = self.phase_name(unit_data.as_ref(), r.phase);
+        let (stream, run_start) = (&self.stream, self.run.start_ns);
+        let records: Vec<SectionRecord> = inside.iter().map(|(rec, _)| *rec).collect();
+        let mut data_of: HashMap<u64, Option<Arc<SpanData>>> = HashMap::new();
+        for (rec, d) in &inside {
+            data_of.entry(rec.serial).or_insert_with(|| d.clone());
+        }
+        let tree = Tree::build(&records, r, |rec| {
+            let (s, e) = times(rec);
+            Node {
+                data: if rec.serial == r.serial && rec.end_raw == r.end_raw {
+                    unit_data.clone()
+                } else {
+                    data_of.get(&rec.serial).cloned().flatten()
+                },
+                start: s,
+                end: e,
+                thread: rec.thread,
+                energy: Self::energy(stream, run_start, s, e),
+                children: Vec::new(),
+            }
+        });
+        let token = self.run.next_token;
+        self.run.next_token += 1;
+        let energy_of = |a: u64, b: u64| Self::energy(stream, run_start, a, b);
+        let energy = Writer {
+            tree: &tree,
+            token,
+            rows: &mut self.rows,
+            instances: &mut self.instances,
+            paths: &mut self.paths,
+            energy: &energy_of,
+        }
+        .token(phase);
+        self.add_to_parent(r, energy.total_mj);
+        for (serial, at) in self.unit_closes.remove(&thread).unwrap_or_default() {
+            self.instances.close(serial, at);
+        }
+    }
+
+    fn phase_name(&mut self, unit: Option<&Arc<SpanData>>, phase: u64) -> String {
+        if let Some(Role::Phase(p)) = unit.map(|d| &d.role) {
+            return p.clone();
+        }
+        if phase != 0 {
+            if let Some(d) = self.span(phase) {
+                if let Role::Phase(p) = &d.role {
+                    return p.clone();
+                }
+            }
+        }
+        "forward".into()
+    }
+
+    /// Waits (a bounded time) until the samples reach `t`, taking records meanwhile; then
+    /// builds the energy stream up to exactly `t` (time without samples stays unmeasured).
+    fn reach(&mut self, t: u64) {
+        let longest = self.interval * 3;
+        let deadline =
+            Instant::now() + longest.max(Duration::from_secs(2)) + Duration::from_secs(1);
+        while self.stream.frontier() < t && Instant::now() < deadline {
+            self.round(Some(t));
+            if self.watermark() >= t && clock::now_ns() >= t + REORDER_MARGIN_NS {
+                break;
+            }
+            std::thread::sleep(IDLE);
+        }
+        self.intake.drain(&mut self.stream, usize::MAX);
+        self.feed_samples();
+        self.advance(t);
+    }
+
+    /// Ends the current run at `t` and starts the next with `next`'s metadata.
+    fn rotate(&mut self, t: u64, mut next: NewRun) -> Result<RunReport> {
+        self.reach(t);
+        let report = self.close_run(t, None, None)?;
+        next.power_source = self.run.meta.power_source.clone();
+        next.estimated = self.run.meta.estimated;
+        next.sample_interval_ms = self.run.meta.sample_interval_ms;
+        let id = self.store.create_run(&next)?;
+        self.current.store(id, Ordering::Release);
+        self.run = RunState {
+            id,
+            meta: next,
+            start_ns: t,
+            next_token: 0,
+            sections: 0,
+            peak_bytes: 0,
+        };
+        Ok(report)
+    }
+
+    fn finish(mut self, failure: Option<String>) -> Result<RunReport> {
+        let end_ns = clock::now_ns();
+        self.reach(end_ns);
+        let status = self.sampler.take().map(|s| s.stop());
+        self.feed_samples();
+        self.intake.drain(&mut self.stream, usize::MAX);
+        let end = end_ns.max(self.intake.latest);
+        self.advance(end);
+        // Sections inside units that never ended: kept as sections of their own.
+        let open: Vec<_> = self.units.drain().flat_map(|(_, v)| v).collect();
+        for (r, _) in open {
+            self.generic(&r);
+        }
+        self.close_run(end, failure, status)
+    }
+
+    /// Writes what the run has left, and its end.
+    fn close_run(
+        &mut self,
+        end_ns: u64,
+        failure: Option<String>,
+        status: Option<crate::power::SamplerReport>,
+    ) -> Result<RunReport> {
+        for (serial, at) in self.unit_closes.drain().flat_map(|(_, v)| v) {
+            self.instances.close(serial, at);
+        }
+        self.instances.emit_all(&mut self.rows);
+        self.children.clear();
+        self.after_round(true);
+        let totals = self.stream.take_totals();
+        let attributed = std::mem::take(&mut self.rows.attributed_mj);
+        let measured = self.stream.has_samples().then_some(totals.measured[4]);
+        let running = self.sampler.as_ref();
+        let source_error = match status.as_ref().map(|r| &r.status) {
+            Some(SamplerStatus::Failed(why)) => Some(why.clone()),
+            _ => match running.map(|s| s.status()) {
+                Some(SamplerStatus::Failed(why)) => Some(why),
+                _ => None,
+            },
+        };
+        let dropped = self.shared.dropped.swap(0, Ordering::Relaxed);
+        let dropped_sections = self.shared.dropped_sections.swap(0, Ordering::Relaxed);
+        let error = failure.clone().or_else(|| {
+            source_error
+                .clone()
+                .map(|e| format!("power source failed: {e}"))
+        });
+        let run_end = RunEnd {
+            status: if failure.is_some() {
+                RunStatus::Failed
+            } else {
+                RunStatus::Complete
+            },
+            response: self.shared.response.lock().take(),
+            total_energy_mj: measured,
+            attributed_energy_mj: measured.map(|_| attributed),
+            unattributed_energy_mj: measured.map(|m| m - attributed),
+            dropped_records: dropped,
+            error,
+        };
+        self.store.finish_run(self.run.id, &run_end)?;
+        // The writer adds the rows it dropped up to the end: read the total it stored.
+        let stored = self.store.get_run(self.run.id)?;
+        let tokens = self.run.next_token;
+        Ok(RunReport {
+            run_id: self.run.id,
+            db: self.store.path().to_path_buf(),
+            power_source: self.run.meta.power_source.clone(),
+            estimated: self.run.meta.estimated,
+            total_energy_mj: run_end.total_energy_mj,
+            attributed_energy_mj: run_end.attributed_energy_mj,
+            unattributed_energy_mj: run_end.unattributed_energy_mj,
+            sections: self.run.sections,
+            tokens,
+            dropped_records: stored.map_or(dropped, |r| r.dropped_records),
+            dropped_sections,
+            source_error,
+            start_ns: self.run.start_ns,
+            end_ns,
+            peak_processor_bytes: self.run.peak_bytes,
+        })
+    }
+}
+
+fn times(r: &SectionRecord) -> (u64, u64) {
+    let s = clock::raw_to_ns(r.start_raw);
+    (s, clock::raw_to_ns(r.end_raw).max(s))
+}

@@ -1,0 +1,111 @@
+//! Rows on their way to the store: the per-table batches, the span-path roll-up, and the
+//! run's running sum of attributed (exclusive) energy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::attribution::{SectionEnergy, METHOD};
+use crate::store::{
+    ComponentRecord, LayerRecord, Measured, OperationRecord, PipelineSection, RunId, SpanRollup,
+    Store, TokenRecord,
+};
+
+/// Rows waiting to be handed to the store's writer.
+#[derive(Default)]
+pub(crate) struct Rows {
+    pub(crate) tokens: Vec<TokenRecord>,
+    pub(crate) layers: Vec<LayerRecord>,
+    pub(crate) components: Vec<ComponentRecord>,
+    pub(crate) ops: Vec<OperationRecord>,
+    pub(crate) sections: Vec<PipelineSection>,
+    rollup: HashMap<Arc<str>, SpanRollup>,
+    /// Exclusive energy of every row pushed since the run began (mJ).
+    pub(crate) attributed_mj: f64,
+}
+
+impl Rows {
+    /// Rows waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.tokens.len()
+            + self.layers.len()
+            + self.components.len()
+            + self.ops.len()
+            + self.sections.len()
+    }
+
+    /// Counts a row's time and energy under its span path, and its exclusive energy as
+    /// attributed.
+    pub(crate) fn count(&mut self, path: &Arc<str>, m: &Measured, busy_ms: f64) {
+        if let Some(x) = m.exclusive_energy_mj {
+            self.attributed_mj += x;
+        }
+        let e = self
+            .rollup
+            .entry(Arc::clone(path))
+            .or_insert_with(|| SpanRollup {
+                path: path.to_string(),
+                calls: 0,
+                busy_ms: 0.0,
+                energy_mj: None,
+                exclusive_energy_mj: None,
+            });
+        e.calls += 1;
+        e.busy_ms += busy_ms;
+        if let Some(v) = m.energy_mj {
+            *e.energy_mj.get_or_insert(0.0) += v;
+        }
+        if let Some(v) = m.exclusive_energy_mj {
+            *e.exclusive_energy_mj.get_or_insert(0.0) += v;
+        }
+    }
+
+    /// Hands everything waiting to the store's writer (parents' tables first).
+    pub(crate) fn write(&mut self, store: &Store, run: RunId) {
+        if !self.tokens.is_empty() {
+            store.add_tokens(run, std::mem::take(&mut self.tokens));
+        }
+        if !self.layers.is_empty() {
+            store.add_layer_metrics(run, std::mem::take(&mut self.layers));
+        }
+        if !self.components.is_empty() {
+            store.add_component_metrics(run, std::mem::take(&mut self.components));
+        }
+        if !self.ops.is_empty() {
+            store.add_deep_operation_metrics(run, std::mem::take(&mut self.ops));
+        }
+        if !self.sections.is_empty() {
+            store.add_pipeline_sections(run, std::mem::take(&mut self.sections));
+        }
+        if !self.rollup.is_empty() {
+            let rollup = self.rollup.drain().map(|(_, v)| v).collect();
+            store.add_span_rollup(run, rollup);
+        }
+    }
+}
+
+/// A row's time and energy. `exclusive` is ignored where the energy is unknown.
+pub(crate) fn measured(
+    s: u64,
+    e: u64,
+    thread: u32,
+    en: &SectionEnergy,
+    exclusive: Option<f64>,
+    span_id: Option<u64>,
+) -> Measured {
+    let known = en.total_mj.is_some();
+    Measured {
+        start_ns: s,
+        end_ns: e,
+        thread_id: Some(thread as u64),
+        energy_mj: en.total_mj,
+        exclusive_energy_mj: if known { exclusive } else { None },
+        cpu_energy_mj: en.domains[0],
+        gpu_energy_mj: en.domains[1],
+        ane_energy_mj: en.domains[2],
+        dram_energy_mj: en.domains[3],
+        energy_method: known.then(|| METHOD.to_string()),
+        energy_uncertainty_mj: en.uncertainty_mj,
+        sample_windows: known.then_some(en.sample_windows),
+        span_id,
+    }
+}
