@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tracing_energy::report::{chrome_trace, chrome_trace_string, escape_html, render};
-use tracing_energy::store::{Measured, NewRun, PipelineSection, RunEnd, Store, TokenRecord};
+use tracing_energy::store::{
+    Measured, NewRun, PipelineSection, RunEnd, SpanRollup, Store, TokenRecord,
+};
 use tracing_energy::Error;
 
 /// The raw chat prompt: the answer is primed so that the model goes on repeating the
@@ -766,4 +768,167 @@ fn html_renders_in_headless_chromium() {
         !console_errors(&stderr).is_empty(),
         "the console check misses an uncaught error: {stderr}"
     );
+}
+
+/// A run with energy per span path shaped like a model's (phases, tokens, layers,
+/// components, matmuls; `token;layer` and `token;layer;mlp` have no row of their own), in
+/// a database of its own; returns the store and the run.
+fn flame_run(dir: &Path) -> (Store, i64) {
+    let store = Store::open(dir.join("flame.db")).unwrap();
+    let run = store
+        .create_run(&NewRun {
+            model: Some("flame-test".into()),
+            power_source: Some("estimate".into()),
+            estimated: true,
+            ..NewRun::new()
+        })
+        .unwrap();
+    let mut rows = vec![SpanRollup {
+        path: "tokenize".into(),
+        calls: 1,
+        busy_ms: 3.0,
+        energy_mj: Some(40.0),
+        exclusive_energy_mj: Some(40.0),
+    }];
+    let mut total = 40.0;
+    for (phase, scale, tokens) in [("prefill", 1.0, 1u64), ("decode", 2.5, 6)] {
+        for (leaf, mj) in [
+            ("", 30.0),
+            (";layer;attention", 25.0),
+            (";layer;attention;q_proj", 120.0),
+            (";layer;attention;k_proj", 45.0),
+            (";layer;attention;v_proj", 44.0),
+            (";layer;attention;o_proj", 110.0),
+            (";layer;mlp;gate_proj", 260.0),
+            (";layer;mlp;up_proj", 255.0),
+            (";layer;mlp;down_proj", 270.0),
+            (";layer;norm", 18.0),
+            (";output;lm_head", 90.0),
+            (";output", 4.0),
+            (";sample<T>", 6.0),
+        ] {
+            let e = mj * scale;
+            total += e;
+            rows.push(SpanRollup {
+                path: format!("{phase};token{leaf}"),
+                calls: tokens * if leaf.contains("layer") { 30 } else { 1 },
+                busy_ms: e / 50.0,
+                energy_mj: Some(e),
+                exclusive_energy_mj: Some(e),
+            });
+        }
+        rows.push(SpanRollup {
+            path: phase.into(),
+            calls: 1,
+            busy_ms: 1.0,
+            energy_mj: Some(2.0),
+            exclusive_energy_mj: Some(2.0),
+        });
+        total += 2.0;
+    }
+    assert!(store.add_span_rollup(run, rows));
+    store
+        .finish_run(
+            run,
+            &RunEnd {
+                total_energy_mj: Some(total * 1.25),
+                attributed_energy_mj: Some(total),
+                unattributed_energy_mj: Some(total * 0.25),
+                ..RunEnd::complete()
+            },
+        )
+        .unwrap();
+    store.flush().unwrap();
+    (store, run)
+}
+
+#[test]
+fn flame_graph_renders_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, run) = flame_run(dir.path());
+    let html = render(&store, run).unwrap();
+    std::fs::write(artifacts().join("flame.html"), &html).unwrap();
+    let flame = section(&html, "flame-graph");
+    assert!(flame.contains("Energy by span path"));
+    assert!(flame.contains("<svg class=\"chart flame\""));
+    // The root, every path with energy and the two prefixes without a row of their own.
+    let rects = flame.matches("<rect class=\"frame\"").count();
+    assert_eq!(
+        rects,
+        1 + 2 * (1 + 1 + 1 + 1 + 4 + 1 + 3 + 1 + 1 + 1 + 1) + 1
+    );
+    for name in ["decode;token;layer;mlp;down_proj", "prefill;token;layer"] {
+        assert!(flame.contains(&format!("<title>{name}\n")), "{name}");
+    }
+    assert!(flame.contains("sample&lt;T&gt;") && !flame.contains("sample<T>"));
+    assert!(flame.contains("none (no span of its own"));
+    assert!(!flame.contains("id=\"flame-note\""));
+
+    if !Path::new(CHROMIUM).is_file() {
+        eprintln!(
+            "!! SKIPPED the browser part of flame_graph_renders_in_headless_chromium: {CHROMIUM} \
+             is missing (install the Debian package `chromium`; scripts/test.sh should)"
+        );
+        return;
+    }
+    let page = dir.path().join("flame.html");
+    std::fs::write(&page, &html).unwrap();
+    let url = format!("file://{}", page.display());
+    let shot = artifacts().join("flame.png");
+    let _ = std::fs::remove_file(&shot);
+    let net_log = dir.path().join("netlog.json");
+    let (_, stderr) = chromium(
+        &dir.path().join("profile-1"),
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1400,4200".into(),
+            format!("--log-net-log={}", net_log.display()),
+            "--net-log-capture-mode=Everything".into(),
+        ],
+        &url,
+    );
+    let png = std::fs::read(&shot)
+        .unwrap_or_else(|e| panic!("no screenshot at {} ({e}): {stderr}", shot.display()));
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert!(
+        console_errors(&stderr).is_empty(),
+        "{:?}",
+        console_errors(&stderr)
+    );
+    let requests = net_requests(&std::fs::read_to_string(&net_log).expect("net log"));
+    let from_page = page_network_requests(&requests);
+    assert!(
+        from_page.is_empty(),
+        "the page made network requests: {from_page:?}"
+    );
+
+    let (dom, stderr) = chromium(
+        &dir.path().join("profile-2"),
+        &["--dump-dom".into(), "--window-size=1400,4200".into()],
+        &url,
+    );
+    std::fs::write(artifacts().join("flame-dom.html"), &dom).unwrap();
+    assert!(
+        console_errors(&stderr).is_empty(),
+        "{:?}",
+        console_errors(&stderr)
+    );
+    let flame = section(&dom, "flame-graph");
+    assert!(flame.contains("<svg class=\"chart flame\""));
+    assert_eq!(flame.matches("<rect class=\"frame\"").count(), rects);
+    for name in [
+        "all spans",
+        "decode",
+        "prefill",
+        "token",
+        "layer",
+        "mlp",
+        "attention",
+        "down_proj",
+        "q_proj",
+    ] {
+        assert!(flame.contains(&format!(">{name}")), "{name}");
+    }
+    assert!(flame.contains("decode;token;layer;attention;q_proj"));
+    assert!(!dom.to_ascii_lowercase().contains("<script"));
 }

@@ -119,9 +119,11 @@ impl EnergyStream {
         self.points.front().expect("never empty").t
     }
 
-    /// Breakpoints kept now (memory is about 100 bytes each).
+    /// Breakpoints and sample windows kept now (about 100 and 60 bytes each). Breakpoints
+    /// are bounded by merging; windows grow only with the sample rate while a section stays
+    /// open (10 a second at 100 ms).
     pub fn len(&self) -> usize {
-        self.points.len() + self.windows.len() / 2
+        self.points.len() + self.windows.len()
     }
 
     /// True when nothing but the starting point is kept.
@@ -469,7 +471,7 @@ mod tests {
             st.push_sample(&s(k * 10, k * 10 + 10, (k % 7) as f64));
             st.advance(k * 10 + 10);
         }
-        assert!(st.len() < 200, "{}", st.len());
+        assert!(st.points.len() <= 64, "{}", st.points.len());
         // Exact at the whole range, since F is exact at kept breakpoints.
         let all = st.section(0, 10_000);
         let expected: f64 = (0..1000u64).map(|k| (k % 7) as f64).sum();

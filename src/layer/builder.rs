@@ -150,9 +150,11 @@ impl EnergyLayerBuilder {
     }
 
     /// The memory the profiler may hold for records not yet written (default 64 MiB): half
-    /// for the per-thread rings, half for the processor's queued records, open trees, span
-    /// instances and energy function. When the processor's half is full it stops taking
-    /// records, the rings fill, and the [`Overflow`] policy applies (counted on the run).
+    /// for the per-thread rings, half for the records the processor holds until the power
+    /// samples cover them (queued records and open token trees). When the processor's half
+    /// is full it stops taking records, the rings fill, and the [`Overflow`] policy applies
+    /// (counted on the run). Open span instances (one small aggregate per span the program
+    /// holds open) are not held back: only the program closing its spans frees them.
     pub fn memory_budget(mut self, bytes: usize) -> Self {
         self.memory_budget = bytes.max(1 << 20);
         self

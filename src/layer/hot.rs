@@ -158,19 +158,17 @@ impl Shared {
         }
     }
 
-    /// A ring for a thread starting to trace: the configured size while the ring budget
-    /// lasts, then the smallest.
+    /// A ring for a thread starting to trace: the configured size while the rings' budget
+    /// lasts, then what is left of it, at least [`MIN_RING`] records.
     fn new_ring(&self, thread: u32) -> rtrb::Producer<HotRecord> {
         let size = std::mem::size_of::<HotRecord>() as i64;
-        let want = self.ring_records as i64 * size;
-        let left = self.ring_bytes_left.fetch_sub(want, Ordering::Relaxed);
-        let records = if left >= want {
-            self.ring_records
-        } else {
-            self.ring_bytes_left.fetch_add(want, Ordering::Relaxed);
-            MIN_RING
-        };
-        let (producer, consumer) = rtrb::RingBuffer::new(records);
+        let left = self.ring_bytes_left.load(Ordering::Relaxed).max(0);
+        let records = (self.ring_records as i64)
+            .min(left / size)
+            .max(MIN_RING as i64);
+        self.ring_bytes_left
+            .fetch_sub(records * size, Ordering::Relaxed);
+        let (producer, consumer) = rtrb::RingBuffer::new(records as usize);
         self.new_rings.lock().push(RingEnd { thread, consumer });
         producer
     }

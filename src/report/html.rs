@@ -22,6 +22,8 @@
 //! - (d) a sankey of the run's energy: run → phases → layers (the hottest, the rest grouped)
 //!   → component kinds;
 //! - (e) the ten hottest (layer, component) pairs;
+//! - (f) a flame graph of the energy per span path (module `flame`), or a note saying why
+//!   there is none;
 //! - a table of the phases.
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,7 +34,9 @@ use super::format::{
     component_colour, domain_colour, escape_html as esc, heat_colour, heat_text_light, mj, num,
     pct, phase_colour, px, text_width, ticks_from_zero, ticks_within, with_unit,
 };
-use crate::store::{PipelineSection, PowerRow, Row, Run, RunId, RunSummary, Store, TokenRecord};
+use crate::store::{
+    PipelineSection, PowerRow, Row, Run, RunId, RunSummary, SpanRollup, Store, TokenRecord,
+};
 use crate::Result;
 
 /// Appends formatted text to a `String` (writing to a `String` cannot fail).
@@ -66,6 +70,7 @@ pub fn render(store: &Store, run: RunId) -> Result<String> {
     let power = store.get_power_timeline(run)?;
     let components = reader.component_groups(run)?;
     let layers = reader.layer_groups(run)?;
+    let rollup = store.get_span_rollup(run)?;
 
     let starts = power
         .iter()
@@ -88,6 +93,7 @@ pub fn render(store: &Store, run: RunId) -> Result<String> {
         power: &power,
         components: &components,
         layers: &layers,
+        rollup: &rollup,
         t0,
         t_end,
     };
@@ -102,6 +108,7 @@ struct Page<'a> {
     power: &'a [PowerRow],
     components: &'a [ComponentGroup],
     layers: &'a [LayerGroup],
+    rollup: &'a [SpanRollup],
     /// The timeline's origin (ns): the first sample's or section's start.
     t0: u64,
     t_end: u64,
@@ -160,7 +167,7 @@ svg.chart .small { font-size: 10.5px; }
 svg.chart .empty { font-size: 15px; fill: #6b7280; font-style: italic; }
 svg.chart .hover { fill: transparent; }
 svg.chart .hover:hover { fill: rgba(17, 24, 39, .07); }
-svg.chart .mark:hover { opacity: .78; }
+svg.chart .mark:hover, svg.chart .frame:hover { opacity: .78; }
 svg.chart .link { fill-opacity: .32; }
 svg.chart .link:hover { fill-opacity: .55; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 18px; font-size: 13px; color: #374151; margin: 10px 0 0; padding: 0; list-style: none; }
@@ -228,6 +235,7 @@ impl Page<'_> {
         self.heatmap(&mut h);
         self.sankey(&mut h);
         self.hottest_chart(&mut h);
+        self.flame_graph(&mut h);
         self.phase_table(&mut h);
         w!(
             h,
@@ -1309,6 +1317,19 @@ impl Page<'_> {
             );
         }
         h.push_str("</svg>\n</figure>\n</section>\n");
+    }
+
+    // ---------------------------------------------------------------- (f) flame graph
+
+    fn flame_graph(&self, h: &mut String) {
+        card_open(
+            h,
+            "flame-graph",
+            "(f) Energy by span path",
+            super::flame::DESCRIPTION,
+        );
+        super::flame::draw(h, self.rollup, self.run.total_energy_mj);
+        h.push_str("</figure>\n</section>\n");
     }
 
     // ---------------------------------------------------------------- phases table

@@ -1,5 +1,5 @@
 //! The database subcommands: runs, show, summary, tokens, layers, hot, search, delete,
-//! compare, report, export.
+//! compare, report, export (`spans` is in its own module).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -78,7 +78,7 @@ pub fn resolve(store: &Store, run: &str) -> anyhow::Result<Run> {
     })
 }
 
-fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+pub fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
     writeln!(out)?;
@@ -698,9 +698,12 @@ pub enum ExportFormat {
     Csv,
     /// The whole run as JSON.
     Json,
+    /// Energy per span path as folded stacks (`path microjoules` lines) for
+    /// inferno-flamegraph or flamegraph.pl.
+    Folded,
 }
 
-/// `export RUN --format chrome|csv|json -o FILE`.
+/// `export RUN --format chrome|csv|json|folded [-o FILE]`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     #[command(flatten)]
@@ -710,9 +713,9 @@ pub struct ExportArgs {
     /// What to write.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
-    /// The file to write.
+    /// The file to write (default: standard output).
     #[arg(short, long)]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -826,8 +829,18 @@ pub fn export(a: ExportArgs) -> anyhow::Result<()> {
         }
         ExportFormat::Json => serde_json::to_vec_pretty(&full_run(&store, run)?)?,
         ExportFormat::Csv => csv(&full_run(&store, run)?)?.into_bytes(),
+        ExportFormat::Folded => tracing_energy::report::folded_stacks(&store, id)??.into_bytes(),
     };
-    write_file(&a.output, &bytes)?;
-    println!("wrote run {id} as {:?} to {}", a.format, a.output.display());
+    match &a.output {
+        Some(path) => {
+            write_file(path, &bytes)?;
+            println!("wrote run {id} as {:?} to {}", a.format, path.display());
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
+    }
     Ok(())
 }

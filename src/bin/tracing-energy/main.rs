@@ -4,6 +4,7 @@
 //! empty database).
 
 mod db;
+mod spans;
 mod table;
 
 use std::io::Write;
@@ -45,6 +46,8 @@ enum Command {
     Layers(db::LayersArgs),
     /// A run's hottest (layer, component) pairs.
     Hot(db::HotArgs),
+    /// A run's energy per span path (span names from the outermost, joined by `;`).
+    Spans(spans::SpansArgs),
     /// Runs whose prompt contains TEXT.
     Search(db::SearchArgs),
     /// Delete a run and all its rows.
@@ -53,7 +56,7 @@ enum Command {
     Compare(db::CompareArgs),
     /// Write a self-contained HTML report of a run.
     Report(db::ReportArgs),
-    /// Export a run: Chrome/Perfetto trace, CSV or JSON.
+    /// Export a run: Chrome/Perfetto trace, CSV, JSON or folded stacks (flame graphs).
     Export(db::ExportArgs),
     /// Profile a llama-family GGUF model (default SmolLM2-135M) generating text.
     #[cfg(feature = "candle")]
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         Command::Tokens(a) => db::tokens(a).map(|()| ExitCode::SUCCESS),
         Command::Layers(a) => db::layers(a).map(|()| ExitCode::SUCCESS),
         Command::Hot(a) => db::hot(a).map(|()| ExitCode::SUCCESS),
+        Command::Spans(a) => spans::spans(a).map(|()| ExitCode::SUCCESS),
         Command::Search(a) => db::search(a).map(|()| ExitCode::SUCCESS),
         Command::Delete(a) => db::delete(a).map(|()| ExitCode::SUCCESS),
         Command::Compare(a) => db::compare(a).map(|()| ExitCode::SUCCESS),

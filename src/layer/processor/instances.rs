@@ -154,3 +154,71 @@ fn emit(i: Instance, rows: &mut Rows) {
         measured: m,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::vocabulary::Fields;
+    use parking_lot::Mutex;
+
+    fn span(serial: u64, role: Role) -> Arc<SpanData> {
+        Arc::new(SpanData {
+            serial,
+            name: "handle",
+            role,
+            fields: Mutex::new(Fields::default()),
+            token_unit: false,
+            row: true,
+            path: Arc::from("request;handle"),
+            parent_row: 3,
+            depth: 1,
+        })
+    }
+
+    fn energy(mj: f64) -> SectionEnergy {
+        SectionEnergy {
+            total_mj: Some(mj),
+            domains: [Some(mj), None, None, None],
+            uncertainty_mj: Some(mj / 10.0),
+            sample_windows: 1,
+        }
+    }
+
+    #[test]
+    fn polls_are_summed_into_one_row_at_close() {
+        let d = span(8, Role::Generic);
+        let mut inst = Instances::default();
+        let mut rows = Rows::default();
+        inst.add_poll(&d, 0, 100, 150, &energy(5.0), Some(4.0), false);
+        inst.add_poll(&d, 1, 300, 320, &energy(2.0), Some(2.0), false);
+        inst.emit_closed(&mut rows);
+        assert!(rows.sections.is_empty(), "not closed yet");
+        assert!(inst.close(8, 400));
+        inst.emit_closed(&mut rows);
+        let r = &rows.sections[0];
+        assert_eq!((r.section_index, r.parent_index, r.depth), (8, Some(3), 1));
+        assert_eq!(r.polls, Some(2));
+        assert_eq!(r.busy_ms, Some(70.0 / 1e6));
+        assert_eq!((r.measured.start_ns, r.measured.end_ns), (100, 400));
+        assert_eq!(r.measured.energy_mj, Some(7.0));
+        assert_eq!(r.measured.exclusive_energy_mj, Some(6.0));
+        assert_eq!(r.measured.span_id, Some(8));
+        assert!((rows.attributed_mj - 6.0).abs() < 1e-12);
+        assert_eq!(inst.len(), 0);
+    }
+
+    #[test]
+    fn unknown_energy_stays_unknown_and_unclosed_spans_are_written_at_the_end() {
+        let d = span(9, Role::Phase("decode".into()));
+        let mut inst = Instances::default();
+        let mut rows = Rows::default();
+        inst.add_poll(&d, 0, 0, 10, &SectionEnergy::default(), None, false);
+        assert!(!inst.close(1234, 5), "never entered");
+        inst.emit_all(&mut rows);
+        let r = &rows.sections[0];
+        assert_eq!(r.kind, "phase");
+        assert_eq!(r.measured.energy_mj, None);
+        assert_eq!(r.measured.exclusive_energy_mj, None);
+        assert_eq!(r.measured.end_ns, 10, "last exit when never closed");
+    }
+}

@@ -84,8 +84,11 @@ impl ProcessorHandle {
     }
 }
 
-/// How long the processor sleeps when there is nothing to do.
-const IDLE: Duration = Duration::from_millis(5);
+/// How long the processor sleeps between rounds (records wait in the rings meanwhile, so
+/// that each round handles a batch instead of waking for every record).
+const IDLE: Duration = Duration::from_millis(10);
+/// A round that moved at least this many records is followed at once by the next.
+const BUSY_ROUND: usize = 1 << 16;
 /// A record reaches its ring at most this long after its time stamp (the hot path reads
 /// the clock, then pushes): the energy stream is not built closer to now than this.
 const REORDER_MARGIN_NS: u64 = 50_000_000;
@@ -131,6 +134,8 @@ pub(crate) struct Processor {
     spans: HashMap<u64, Arc<SpanData>>,
     closed_spans: Vec<u64>,
     last_write: Instant,
+    /// Set when the run ends for good (not a rotation): every sample left is copied.
+    finishing: bool,
 }
 
 impl Processor {
@@ -173,6 +178,7 @@ impl Processor {
                     spans: HashMap::new(),
                     closed_spans: Vec::new(),
                     last_write: Instant::now(),
+                    finishing: false,
                 };
                 p.run(rx)
             })
@@ -187,8 +193,12 @@ impl Processor {
     fn run(mut self, control: Receiver<(Control, Reply)>) {
         clock::background_thread();
         loop {
-            let busy = self.round(None);
-            let wait = if busy { Duration::ZERO } else { IDLE };
+            let moved = self.round(None);
+            let wait = if moved >= BUSY_ROUND {
+                Duration::ZERO
+            } else {
+                IDLE
+            };
             match control.recv_timeout(wait) {
                 Ok((Control::Finish(failure), reply)) => {
                     let _ = reply.send(self.finish(failure));
@@ -231,18 +241,25 @@ impl Processor {
         }
     }
 
-    /// Memory held now (bytes, estimated).
-    fn memory(&self) -> usize {
+    /// Memory held for records not yet finalized (bytes, estimated): what catching up
+    /// frees, so what the budget holds back.
+    fn queued_bytes(&self) -> usize {
         let records = self.intake.queued() + self.units.values().map(Vec::len).sum::<usize>();
-        records * 96 + self.instances.len() * 320 + self.stream.len() * 112
+        records * 96
+    }
+
+    /// All memory held now (bytes, estimated): also the open span instances (one per span
+    /// the program holds open) and the energy function.
+    fn memory(&self) -> usize {
+        self.queued_bytes() + self.instances.len() * 320 + self.stream.len() * 112
     }
 
     /// One round: take records, extend the energy stream as far as samples and records
-    /// allow (never past `cap`), finalize what it covers. Returns true when records came.
-    fn round(&mut self, cap: Option<u64>) -> bool {
+    /// allow (never past `cap`), finalize what it covers. Returns the records taken.
+    fn round(&mut self, cap: Option<u64>) -> usize {
         let now = clock::now_ns();
         self.intake.adopt(&self.shared);
-        let moved = if self.memory() < self.budget {
+        let moved = if self.queued_bytes() < self.budget {
             self.intake.drain(&mut self.stream, DRAIN_PER_ROUND)
         } else {
             0
@@ -254,7 +271,7 @@ impl Processor {
         }
         self.advance(target);
         self.after_round(false);
-        moved > 0
+        moved
     }
 
     fn advance(&mut self, to: u64) {
@@ -282,7 +299,7 @@ impl Processor {
         if force_write || self.rows.len() >= WRITE_ROWS || self.last_write.elapsed() >= WRITE_EVERY
         {
             self.rows.write(&self.store, self.run.id);
-            self.copy_samples(force_write);
+            self.copy_samples(force_write && self.finishing);
             self.last_write = Instant::now();
         }
     }
@@ -301,7 +318,8 @@ impl Processor {
         }
     }
 
-    /// Copies this run's new power samples into the store (up to `upto`).
+    /// Copies this run's new power samples into the store: those ending at or before the
+    /// energy stream's frontier (a window belongs to the run in which it ends), or all.
     fn copy_samples(&mut self, all: bool) {
         let Some(id) = self.source else { return };
         let upto = if all {
@@ -482,6 +500,7 @@ impl Processor {
     }
 
     fn finish(mut self, failure: Option<String>) -> Result<RunReport> {
+        self.finishing = true;
         let end_ns = clock::now_ns();
         self.reach(end_ns);
         let status = self.sampler.take().map(|s| s.stop());

@@ -377,3 +377,76 @@ impl Writer<'_> {
         incl(&n.energy)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(serial: u64, depth: u16, start: u64, end: u64) -> SectionRecord {
+        SectionRecord {
+            serial,
+            parent: 0,
+            phase: 0,
+            thread: 0,
+            depth,
+            flags: 0,
+            start_raw: start,
+            end_raw: end,
+        }
+    }
+
+    fn node(r: &SectionRecord) -> Node {
+        Node {
+            data: None,
+            start: r.start_raw,
+            end: r.end_raw,
+            thread: 0,
+            energy: SectionEnergy::default(),
+            children: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rebuilds_nesting_from_exit_order() {
+        // unit(1) at depth 2 holds a(2) [holds x(4), y(5)] and b(3).
+        let inside = [
+            rec(4, 4, 11, 12),
+            rec(5, 4, 13, 14),
+            rec(2, 3, 10, 15),
+            rec(3, 3, 16, 20),
+        ];
+        let tree = Tree::build(&inside, &rec(1, 2, 9, 21), node);
+        let root = &tree.nodes[tree.root()];
+        let starts: Vec<u64> = root.children.iter().map(|&c| tree.nodes[c].start).collect();
+        assert_eq!(starts, [10, 16]);
+        let a = &tree.nodes[root.children[0]];
+        let a_kids: Vec<u64> = a.children.iter().map(|&c| tree.nodes[c].start).collect();
+        assert_eq!(a_kids, [11, 13]);
+        assert!(tree.nodes[root.children[1]].children.is_empty());
+    }
+
+    #[test]
+    fn a_span_entered_twice_keeps_each_enter_apart() {
+        // The same span (serial 7) entered twice under one parent: two children.
+        let inside = [rec(7, 1, 1, 2), rec(7, 1, 3, 4)];
+        let tree = Tree::build(&inside, &rec(1, 0, 0, 5), node);
+        assert_eq!(tree.nodes[tree.root()].children.len(), 2);
+    }
+
+    #[test]
+    fn orphans_deeper_down_become_children_of_the_unit() {
+        // A record two levels down whose parent never ended (exited out of order).
+        let inside = [rec(9, 3, 2, 3)];
+        let tree = Tree::build(&inside, &rec(1, 1, 0, 5), node);
+        assert_eq!(tree.nodes[tree.root()].children, vec![0]);
+    }
+
+    #[test]
+    fn paths_are_made_once() {
+        let mut p = Paths::default();
+        let a = p.get("decode;token", "layer");
+        let b = p.get("decode;token", "layer");
+        assert_eq!(&*a, "decode;token;layer");
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+}
