@@ -121,3 +121,61 @@ impl Intake {
             .unwrap_or(u64::MAX)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::builder::Overflow;
+    use crate::layer::hot::SectionRecord;
+    use crate::layer::Vocabulary;
+
+    fn section(thread: u32, start: u64, end: u64, flags: u8) -> HotRecord {
+        HotRecord::Section(SectionRecord {
+            serial: 1,
+            parent: 0,
+            phase: 0,
+            thread,
+            depth: 0,
+            flags,
+            start_raw: start,
+            end_raw: end,
+        })
+    }
+
+    #[test]
+    fn activity_reaches_the_stream_and_records_wait_for_the_frontier() {
+        clock::init();
+        let shared = Shared::new(Vocabulary::new(), None, 1024, 1 << 20, Overflow::Drop);
+        let (mut p0, c0) = rtrb::RingBuffer::new(64);
+        shared.new_rings.lock().push(RingEnd {
+            thread: 0,
+            consumer: c0,
+        });
+        // Raw clock values convert to ns; work in converted times throughout.
+        let t = |raw: u64| clock::raw_to_ns(raw);
+        let base = clock::raw();
+        p0.push(HotRecord::Activate { at_raw: base }).unwrap();
+        p0.push(section(0, base, base + 1_000_000, 0)).unwrap();
+        p0.push(section(0, base, base + 2_000_000, FLAG_IDLE))
+            .unwrap();
+        let mut intake = Intake::default();
+        intake.adopt(&shared);
+        let mut stream = EnergyStream::new(t(base).saturating_sub(1));
+        assert_eq!(intake.drain(&mut stream, usize::MAX), 3);
+        assert_eq!(intake.queued(), 3);
+        // The thread's activity began at the activation: nothing before it may be pruned.
+        assert_eq!(intake.horizon(), t(base));
+        let mut seen = Vec::new();
+        intake.pop_ready(t(base + 1_000_000), |_, q| seen.push(q.time));
+        assert_eq!(seen, [t(base), t(base + 1_000_000)]);
+        assert_eq!(intake.queued(), 1);
+        intake.pop_ready(u64::MAX, |_, q| seen.push(q.time));
+        assert_eq!(intake.queued(), 0);
+        // Idle again and nothing queued: no constraint on pruning.
+        assert_eq!(intake.horizon(), u64::MAX);
+        // A thread that ended is forgotten once drained.
+        drop(p0);
+        intake.drain(&mut stream, usize::MAX);
+        assert!(intake.threads.is_empty());
+    }
+}

@@ -109,3 +109,57 @@ pub(crate) fn measured(
         span_id,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn en(mj: Option<f64>) -> SectionEnergy {
+        SectionEnergy {
+            total_mj: mj,
+            domains: [mj, None, None, None],
+            uncertainty_mj: mj.map(|_| 0.5),
+            sample_windows: u32::from(mj.is_some()),
+        }
+    }
+
+    #[test]
+    fn measured_keeps_unknown_as_unknown() {
+        let m = measured(10, 30, 2, &en(None), Some(1.0), Some(5));
+        assert_eq!((m.energy_mj, m.exclusive_energy_mj), (None, None));
+        assert_eq!((m.energy_method, m.sample_windows), (None, None));
+        assert_eq!((m.thread_id, m.span_id), (Some(2), Some(5)));
+        let k = measured(10, 30, 2, &en(Some(4.0)), Some(1.0), None);
+        assert_eq!((k.energy_mj, k.exclusive_energy_mj), (Some(4.0), Some(1.0)));
+        assert_eq!(k.energy_method.as_deref(), Some(METHOD));
+    }
+
+    #[test]
+    fn roll_up_sums_per_path_and_attributed_sums_exclusive() {
+        let mut rows = Rows::default();
+        let a: Arc<str> = Arc::from("request;compute");
+        let b: Arc<str> = Arc::from("request");
+        rows.count(
+            &a,
+            &measured(0, 10, 0, &en(Some(3.0)), Some(3.0), None),
+            1.0,
+        );
+        rows.count(
+            &a,
+            &measured(0, 10, 0, &en(Some(2.0)), Some(2.0), None),
+            2.0,
+        );
+        rows.count(
+            &b,
+            &measured(0, 10, 0, &en(Some(9.0)), Some(4.0), None),
+            5.0,
+        );
+        rows.count(&b, &measured(0, 10, 0, &en(None), None, None), 1.0);
+        assert!((rows.attributed_mj - 9.0).abs() < 1e-12);
+        let r = &rows.rollup[&a];
+        assert_eq!((r.calls, r.busy_ms), (2, 3.0));
+        assert_eq!((r.energy_mj, r.exclusive_energy_mj), (Some(5.0), Some(5.0)));
+        let r = &rows.rollup[&b];
+        assert_eq!((r.calls, r.exclusive_energy_mj), (2, Some(4.0)));
+    }
+}
