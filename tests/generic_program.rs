@@ -319,3 +319,73 @@ fn periodic_rotation_starts_runs_on_its_own() {
         .sum();
     assert_eq!(stored, jobs, "every job in exactly one run");
 }
+
+#[test]
+fn finishing_inside_a_span_records_the_open_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let (layer, guard) = layer(&db, Arc::new(SampleBuffer::new()));
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let report = tracing::dispatcher::with_default(&dispatch, || {
+        let _main = info_span!("main").entered();
+        for i in 0..20 {
+            compute(i);
+            busy(Duration::from_millis(2));
+        }
+        // The run ends while `main` is still entered.
+        guard.finish().unwrap()
+    });
+    let store = Store::open_existing(&db).unwrap();
+    let sections = store.get_pipeline_sections(report.run_id).unwrap();
+    let main = sections
+        .iter()
+        .find(|s| s.record.name == "main")
+        .expect("a row for the span open at the end");
+    assert_eq!(main.record.depth, 0);
+    let computes: Vec<_> = sections
+        .iter()
+        .filter(|s| s.record.name == "compute")
+        .collect();
+    assert_eq!(computes.len(), 20);
+    assert!(computes
+        .iter()
+        .all(|c| c.record.parent_index == Some(main.record.section_index)));
+    // main's exclusive energy is what its children did not use: all of it is attributed.
+    let run = store.get_run(report.run_id).unwrap().unwrap();
+    let exclusive: f64 = sections
+        .iter()
+        .filter_map(|s| s.record.measured.exclusive_energy_mj)
+        .sum();
+    let total = run.total_energy_mj.unwrap();
+    assert!((exclusive + run.unattributed_energy_mj.unwrap() - total).abs() < 1e-9 * total);
+    assert!(main.record.measured.exclusive_energy_mj.unwrap() > 0.0);
+}
+
+#[test]
+fn tracing_after_the_run_ended_never_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let (layer, guard) = EnergyLayer::builder()
+        .db(&db)
+        .power(None)
+        .queue_capacity(1024)
+        .build()
+        .unwrap();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        let s = info_span!("before");
+        s.in_scope(|| ());
+        guard.finish().unwrap();
+        // The layer is still installed; 10,000 sections overflow the 1,024-record ring.
+        let t = Instant::now();
+        let after = info_span!("after");
+        for _ in 0..10_000 {
+            after.in_scope(|| ());
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "tracing after finish waited on a ring nobody empties: {:?}",
+            t.elapsed()
+        );
+    });
+}

@@ -48,7 +48,9 @@ impl EnergyGuard {
     }
 
     /// Waits for the samples that cover the last sections, stops the sampler, attributes
-    /// and writes everything, and marks the run complete.
+    /// and writes everything, and marks the run complete. Sections still open on the calling
+    /// thread (a `main` span around the whole program) end here and are recorded; sections
+    /// still open on other threads are not (their time counts as unattributed).
     pub fn finish(mut self) -> Result<RunReport> {
         self.finish_inner(None)
     }
@@ -60,6 +62,7 @@ impl EnergyGuard {
     }
 
     fn finish_inner(&mut self, failure: Option<String>) -> Result<RunReport> {
+        super::hot::end_open_sections(&self.shared);
         match self.processor.take() {
             Some(p) => p.finish(failure),
             None => Err(already_finished()),

@@ -79,7 +79,7 @@ pub(crate) enum HotRecord {
     Activate { at_raw: u64 },
     /// A section ended.
     Section(SectionRecord),
-    /// A span with rows of its own closed (no more polls will come).
+    /// A span closed (no more sections of it will come).
     Close { serial: u64, at_raw: u64 },
 }
 
@@ -178,13 +178,14 @@ impl Shared {
         let Err(rtrb::PushError::Full(r)) = ring.push(r) else {
             return;
         };
-        if let Overflow::Wait(max) = self.overflow {
+        // Once the run has ended for good nobody empties the ring: drop at once.
+        if let (Overflow::Wait(max), false) = (self.overflow, ring.is_abandoned()) {
             let deadline = Instant::now() + max;
             loop {
                 std::thread::yield_now();
                 match ring.push(r) {
                     Ok(()) => return,
-                    Err(_) if Instant::now() >= deadline => break,
+                    Err(_) if Instant::now() >= deadline || ring.is_abandoned() => break,
                     Err(_) => {}
                 }
             }
@@ -456,19 +457,14 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let serial = ctx.span(&id).and_then(|span| {
-            span.extensions()
-                .get::<Arc<SpanData>>()
-                .map(|d| (d.serial, d.row || d.token_unit))
-        });
+        let serial = ctx
+            .span(&id)
+            .and_then(|span| span.extensions().get::<Arc<SpanData>>().map(|d| d.serial));
         // Span ids may be reused after close: every thread re-resolves its cache.
         self.shared.close_epoch.fetch_add(1, Ordering::Relaxed);
-        // Spans entered once per token or per poll tell the processor when they are done;
-        // a model's long-lived spans stay known for the whole run.
-        let Some((serial, tell)) = serial else { return };
-        if !tell {
-            return;
-        }
+        // The processor writes a closed span instance's row and forgets the span's data
+        // once it has seen the span's last section.
+        let Some(serial) = serial else { return };
         let shared = &*self.shared;
         let at_raw = clock::raw();
         STATE.with(|cell| match cell.try_borrow_mut() {
@@ -482,6 +478,46 @@ where
             }
         });
     }
+}
+
+/// Ends, now, the sections still open on the calling thread (innermost first), as if their
+/// spans were exited: the run is ending inside them (e.g. `guard.finish()` called inside a
+/// `main` span). Their later exits are ignored.
+pub(crate) fn end_open_sections(shared: &Shared) {
+    STATE.with(|cell| {
+        let Ok(mut guard) = cell.try_borrow_mut() else {
+            return;
+        };
+        let st = &mut *guard;
+        if st.layer != shared.id || st.stack.is_empty() {
+            return;
+        }
+        let end = clock::raw();
+        while let Some(frame) = st.stack.pop() {
+            let pos = st.stack.len();
+            let mut flags = 0;
+            if frame.in_unit {
+                flags |= FLAG_IN_UNIT;
+            } else if frame.code & (CODE_TOKEN | CODE_FORWARD) != 0 {
+                flags |= FLAG_UNIT;
+            }
+            if st.stack.is_empty() {
+                flags |= FLAG_IDLE;
+            }
+            let record = HotRecord::Section(SectionRecord {
+                serial: frame.serial,
+                parent: st.stack.last().map_or(0, |f| f.serial),
+                phase: frame.phase,
+                thread: st.thread,
+                depth: pos as u16,
+                flags,
+                start_raw: frame.start_raw,
+                end_raw: end,
+            });
+            let ring = st.ring.as_mut().expect("bound");
+            shared.push(ring, record);
+        }
+    });
 }
 
 /// How long a ring may stay full before the [`Overflow::Wait`] default drops.
