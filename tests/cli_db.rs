@@ -2,14 +2,14 @@
 //! profile runs of SmolLM2.
 #![cfg(feature = "candle")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tracing-energy"));
-    c.env_remove("TRACING_ENERGY_DB");
-    c
+    common::cli()
 }
 
 /// One database with two runs (different prompts, tags and requantization), made once.
@@ -57,21 +57,11 @@ fn db() -> &'static Path {
 }
 
 fn run(args: &[&str]) -> Output {
-    bin()
-        .args(args)
-        .args(["--db", db().to_str().unwrap()])
-        .output()
-        .unwrap()
+    common::cli_on(db(), args)
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::cli_ok(db(), args)
 }
 
 fn ok_json(args: &[&str]) -> serde_json::Value {

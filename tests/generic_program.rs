@@ -1,51 +1,18 @@
 //! The layer on programs other than a model: a tokio multi-thread runtime with
 //! instrumented async handlers, nested sync spans, and run rotation.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::KnownPower;
 use tracing::{info_span, instrument, Instrument};
-use tracing_energy::power::{
-    Availability, DomainEnergy, PowerSample, PowerSource, SampleBuffer, SourceContext, SourceEnd,
-};
+use tracing_energy::power::SampleBuffer;
 use tracing_energy::store::{NewRun, RunStatus, Store};
 use tracing_energy::EnergyLayer;
 use tracing_subscriber::prelude::*;
-
-/// A source with known constant power (mW), delivering windows every interval.
-struct KnownPower(f64);
-
-impl PowerSource for KnownPower {
-    fn name(&self) -> String {
-        "known".into()
-    }
-    fn estimated(&self) -> bool {
-        false
-    }
-    fn is_available(&self) -> Availability {
-        Availability::Available("synthetic".into())
-    }
-    fn run(&mut self, ctx: &mut SourceContext) -> tracing_energy::Result<SourceEnd> {
-        let len = ctx.interval().as_nanos() as u64;
-        let mut start = tracing_energy::clock::now_ns();
-        loop {
-            let end = start + len;
-            let now = tracing_energy::clock::now_ns();
-            if ctx.wait(Duration::from_nanos(end.saturating_sub(now))) {
-                return Ok(SourceEnd::Stopped);
-            }
-            let energy = DomainEnergy {
-                cpu: Some(self.0 * len as f64 / 1e9),
-                gpu: None,
-                ane: None,
-                dram: None,
-            };
-            ctx.emit(PowerSample::new(start, end, energy, ctx.source_name(), false).unwrap());
-            start = end;
-        }
-    }
-}
 
 fn busy(d: Duration) {
     let t = Instant::now();
@@ -77,7 +44,10 @@ fn layer(
     EnergyLayer::builder()
         .db(db)
         .buffer(buffer)
-        .custom_source(Box::new(KnownPower(10_000.0)))
+        .custom_source(Box::new(KnownPower {
+            window: Duration::from_millis(20),
+            mw: vec![10_000.0],
+        }))
         .interval(Duration::from_millis(20))
         .build()
         .unwrap()
@@ -284,7 +254,10 @@ fn periodic_rotation_starts_runs_on_its_own() {
     let (layer, guard) = EnergyLayer::builder()
         .db(&db)
         .buffer(Arc::new(SampleBuffer::new()))
-        .custom_source(Box::new(KnownPower(10_000.0)))
+        .custom_source(Box::new(KnownPower {
+            window: Duration::from_millis(20),
+            mw: vec![10_000.0],
+        }))
         .interval(Duration::from_millis(20))
         .rotate_every(Duration::from_millis(300))
         .build()

@@ -1,55 +1,16 @@
 //! The energy layer end to end: spans -> sections -> attributed energy in a real database.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::KnownPower;
 use tracing::info_span;
-use tracing_energy::power::{
-    Availability, DomainEnergy, PowerSample, PowerSource, SampleBuffer, SourceContext, SourceEnd,
-};
+use tracing_energy::power::SampleBuffer;
 use tracing_energy::store::{RunStatus, Store};
 use tracing_energy::{EnergyLayer, SyncPoint};
 use tracing_subscriber::prelude::*;
-
-/// A source of known power: windows of `window` ms, cycling through `mw` (milliwatts).
-struct KnownPower {
-    window: Duration,
-    mw: Vec<f64>,
-}
-
-impl PowerSource for KnownPower {
-    fn name(&self) -> String {
-        "known".into()
-    }
-    fn estimated(&self) -> bool {
-        false
-    }
-    fn is_available(&self) -> Availability {
-        Availability::Available("synthetic".into())
-    }
-    fn run(&mut self, ctx: &mut SourceContext) -> tracing_energy::Result<SourceEnd> {
-        let mut start = tracing_energy::clock::now_ns();
-        let len = self.window.as_nanos() as u64;
-        for k in 0.. {
-            let end = start + len;
-            let now = tracing_energy::clock::now_ns();
-            if ctx.wait(Duration::from_nanos(end.saturating_sub(now))) {
-                return Ok(SourceEnd::Stopped);
-            }
-            let mw = self.mw[k % self.mw.len()];
-            let mj = mw * len as f64 / 1e9;
-            let energy = DomainEnergy {
-                cpu: Some(mj * 0.5),
-                gpu: Some(mj * 0.5),
-                ane: None,
-                dram: None,
-            };
-            ctx.emit(PowerSample::new(start, end, energy, ctx.source_name(), false).unwrap());
-            start = end;
-        }
-        unreachable!()
-    }
-}
 
 /// Registers the synthetic source under the name `known` for the builder.
 fn layer_with(db: &std::path::Path, mw: Vec<f64>) -> (EnergyLayer, tracing_energy::EnergyGuard) {

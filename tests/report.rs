@@ -637,6 +637,68 @@ fn page_network_requests(requests: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// What headless Chromium made of a page: a screenshot (with a log of every network
+/// request) and the DOM it built, each checked for console errors and for requests the
+/// page made. Artifacts go to target/report-artifacts/{name}.png and {name}-dom.html.
+struct Browsed {
+    png: Vec<u8>,
+    dom: String,
+    requests: Vec<(String, String)>,
+}
+
+fn browse(dir: &Path, html: &str, name: &str, height: u32) -> Browsed {
+    let page = dir.join(format!("{name}.html"));
+    std::fs::write(&page, html).unwrap();
+    let url = format!("file://{}", page.display());
+    let shot = artifacts().join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&shot);
+    let size = format!("--window-size=1400,{height}");
+    // 1. A screenshot, with a net log of every request.
+    let net_log = dir.join(format!("{name}-netlog.json"));
+    let (_, stderr) = chromium(
+        &dir.join(format!("{name}-profile-1")),
+        &[
+            format!("--screenshot={}", shot.display()),
+            size.clone(),
+            format!("--log-net-log={}", net_log.display()),
+            "--net-log-capture-mode=Everything".into(),
+        ],
+        &url,
+    );
+    std::fs::write(artifacts().join(format!("chromium-{name}.log")), &stderr).unwrap();
+    let png = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot at {} ({e}); chromium said:\n{stderr}",
+            shot.display()
+        )
+    });
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert!(
+        console_errors(&stderr).is_empty(),
+        "{:?}",
+        console_errors(&stderr)
+    );
+    let requests = net_requests(&std::fs::read_to_string(&net_log).expect("net log"));
+    let from_page = page_network_requests(&requests);
+    assert!(
+        from_page.is_empty(),
+        "the page made network requests: {from_page:?}"
+    );
+    // 2. The DOM as the browser built it.
+    let (dom, stderr) = chromium(
+        &dir.join(format!("{name}-profile-2")),
+        &["--dump-dom".into(), size],
+        &url,
+    );
+    std::fs::write(artifacts().join(format!("{name}-dom.html")), &dom).unwrap();
+    assert!(
+        console_errors(&stderr).is_empty(),
+        "{:?}",
+        console_errors(&stderr)
+    );
+    Browsed { png, dom, requests }
+}
+
 #[test]
 fn html_renders_in_headless_chromium() {
     if !Path::new(CHROMIUM).is_file() {
@@ -648,32 +710,7 @@ fn html_renders_in_headless_chromium() {
     }
     let html = report_html();
     let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("report.html");
-    std::fs::write(&page, html).unwrap();
-    let url = format!("file://{}", page.display());
-    let shot = artifacts().join("report.png");
-    let _ = std::fs::remove_file(&shot);
-
-    // 1. A screenshot, with a net log of every request.
-    let net_log = dir.path().join("netlog.json");
-    let (_, stderr) = chromium(
-        &dir.path().join("profile-1"),
-        &[
-            format!("--screenshot={}", shot.display()),
-            "--window-size=1400,3000".into(),
-            format!("--log-net-log={}", net_log.display()),
-            "--net-log-capture-mode=Everything".into(),
-        ],
-        &url,
-    );
-    std::fs::write(artifacts().join("chromium-screenshot.log"), &stderr).unwrap();
-    let png = std::fs::read(&shot).unwrap_or_else(|e| {
-        panic!(
-            "no screenshot at {} ({e}); chromium said:\n{stderr}",
-            shot.display()
-        )
-    });
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let Browsed { png, dom, requests } = browse(dir.path(), html, "report", 3000);
     let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
     let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
     assert!(width >= 1000 && height >= 2000, "{width}x{height}");
@@ -681,17 +718,6 @@ fn html_renders_in_headless_chromium() {
         png.len() > 60_000,
         "a suspiciously small screenshot: {} bytes",
         png.len()
-    );
-    assert!(
-        console_errors(&stderr).is_empty(),
-        "{:?}",
-        console_errors(&stderr)
-    );
-    let requests = net_requests(&std::fs::read_to_string(&net_log).expect("net log"));
-    let from_page = page_network_requests(&requests);
-    assert!(
-        from_page.is_empty(),
-        "the page made network requests: {from_page:?}"
     );
     // Chromium's own (update checks, network time) are not the page's: noted, not failed.
     let own: BTreeSet<&str> = requests
@@ -704,19 +730,6 @@ fn html_renders_in_headless_chromium() {
             "note: Chromium's own background requests (not the page's, never resolved): {own:?}"
         );
     }
-
-    // 2. The DOM as the browser built it.
-    let (dom, stderr) = chromium(
-        &dir.path().join("profile-2"),
-        &["--dump-dom".into(), "--window-size=1400,3000".into()],
-        &url,
-    );
-    std::fs::write(artifacts().join("report-dom.html"), &dom).unwrap();
-    assert!(
-        console_errors(&stderr).is_empty(),
-        "{:?}",
-        console_errors(&stderr)
-    );
     assert_eq!(
         dom.matches("<svg class=\"chart\"").count(),
         5,
@@ -871,48 +884,7 @@ fn flame_graph_renders_in_headless_chromium() {
         );
         return;
     }
-    let page = dir.path().join("flame.html");
-    std::fs::write(&page, &html).unwrap();
-    let url = format!("file://{}", page.display());
-    let shot = artifacts().join("flame.png");
-    let _ = std::fs::remove_file(&shot);
-    let net_log = dir.path().join("netlog.json");
-    let (_, stderr) = chromium(
-        &dir.path().join("profile-1"),
-        &[
-            format!("--screenshot={}", shot.display()),
-            "--window-size=1400,4200".into(),
-            format!("--log-net-log={}", net_log.display()),
-            "--net-log-capture-mode=Everything".into(),
-        ],
-        &url,
-    );
-    let png = std::fs::read(&shot)
-        .unwrap_or_else(|e| panic!("no screenshot at {} ({e}): {stderr}", shot.display()));
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
-    assert!(
-        console_errors(&stderr).is_empty(),
-        "{:?}",
-        console_errors(&stderr)
-    );
-    let requests = net_requests(&std::fs::read_to_string(&net_log).expect("net log"));
-    let from_page = page_network_requests(&requests);
-    assert!(
-        from_page.is_empty(),
-        "the page made network requests: {from_page:?}"
-    );
-
-    let (dom, stderr) = chromium(
-        &dir.path().join("profile-2"),
-        &["--dump-dom".into(), "--window-size=1400,4200".into()],
-        &url,
-    );
-    std::fs::write(artifacts().join("flame-dom.html"), &dom).unwrap();
-    assert!(
-        console_errors(&stderr).is_empty(),
-        "{:?}",
-        console_errors(&stderr)
-    );
+    let Browsed { dom, .. } = browse(dir.path(), &html, "flame", 4200);
     let flame = section(&dom, "flame-graph");
     assert!(flame.contains("<svg class=\"chart flame\""));
     assert_eq!(flame.matches("<rect class=\"frame\"").count(), rects);

@@ -2,6 +2,8 @@
 //! database written with the store API (known numbers, no model needed); the folded export
 //! goes through inferno's flame graph writer.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -10,9 +12,7 @@ use serde_json::Value;
 use tracing_energy::store::{NewRun, RunEnd, SpanRollup, Store};
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tracing-energy"));
-    c.env_remove("TRACING_ENERGY_DB");
-    c
+    common::cli()
 }
 
 fn row(path: &str, calls: u64, busy_ms: f64, energy: Option<(f64, f64)>) -> SpanRollup {
@@ -88,21 +88,11 @@ fn db() -> &'static Path {
 }
 
 fn run(args: &[&str]) -> Output {
-    bin()
-        .args(args)
-        .args(["--db", db().to_str().unwrap()])
-        .output()
-        .unwrap()
+    common::cli_on(db(), args)
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::cli_ok(db(), args)
 }
 
 fn fails(args: &[&str], code: i32) -> String {

@@ -256,6 +256,31 @@ impl ThreadState {
     }
 }
 
+impl ThreadState {
+    /// The record of `frame` ending at `end`, after it was taken off the stack at `pos`.
+    fn ended(&self, frame: &Frame, pos: usize, end: u64) -> HotRecord {
+        let mut flags = 0;
+        if frame.in_unit {
+            flags |= FLAG_IN_UNIT;
+        } else if frame.code & (CODE_TOKEN | CODE_FORWARD) != 0 {
+            flags |= FLAG_UNIT;
+        }
+        if self.stack.is_empty() {
+            flags |= FLAG_IDLE;
+        }
+        HotRecord::Section(SectionRecord {
+            serial: frame.serial,
+            parent: self.stack.get(pos.wrapping_sub(1)).map_or(0, |f| f.serial),
+            phase: frame.phase,
+            thread: self.thread,
+            depth: pos as u16,
+            flags,
+            start_raw: frame.start_raw,
+            end_raw: end,
+        })
+    }
+}
+
 thread_local! {
     static STATE: std::cell::RefCell<ThreadState> = std::cell::RefCell::new(ThreadState {
         layer: 0,
@@ -431,26 +456,7 @@ where
                 // Spans exited out of order (async code): drop the frame where it is.
                 st.stack.remove(pos)
             };
-            let parent = st.stack.get(pos.wrapping_sub(1)).map_or(0, |f| f.serial);
-            let mut flags = 0;
-            if frame.in_unit {
-                flags |= FLAG_IN_UNIT;
-            } else if frame.code & (CODE_TOKEN | CODE_FORWARD) != 0 {
-                flags |= FLAG_UNIT;
-            }
-            if st.stack.is_empty() {
-                flags |= FLAG_IDLE;
-            }
-            let record = HotRecord::Section(SectionRecord {
-                serial: frame.serial,
-                parent,
-                phase: frame.phase,
-                thread: st.thread,
-                depth: pos as u16,
-                flags,
-                start_raw: frame.start_raw,
-                end_raw: end,
-            });
+            let record = st.ended(&frame, pos, end);
             let ring = st.ring.as_mut().expect("bound");
             shared.push(ring, record);
         });
@@ -494,26 +500,7 @@ pub(crate) fn end_open_sections(shared: &Shared) {
         }
         let end = clock::raw();
         while let Some(frame) = st.stack.pop() {
-            let pos = st.stack.len();
-            let mut flags = 0;
-            if frame.in_unit {
-                flags |= FLAG_IN_UNIT;
-            } else if frame.code & (CODE_TOKEN | CODE_FORWARD) != 0 {
-                flags |= FLAG_UNIT;
-            }
-            if st.stack.is_empty() {
-                flags |= FLAG_IDLE;
-            }
-            let record = HotRecord::Section(SectionRecord {
-                serial: frame.serial,
-                parent: st.stack.last().map_or(0, |f| f.serial),
-                phase: frame.phase,
-                thread: st.thread,
-                depth: pos as u16,
-                flags,
-                start_raw: frame.start_raw,
-                end_raw: end,
-            });
+            let record = st.ended(&frame, st.stack.len(), end);
             let ring = st.ring.as_mut().expect("bound");
             shared.push(ring, record);
         }

@@ -4,6 +4,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tracing_energy::power::{
+    Availability, DomainEnergy, PowerSample, PowerSource, SourceContext, SourceEnd,
+};
 
 use regex::Regex;
 
@@ -156,4 +161,73 @@ pub fn fake_with_env(dir: &Path, env: &[(&str, &str)]) -> PathBuf {
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
+}
+
+/// A source of known power: windows of `window` ms, cycling through `mw` (milliwatts).
+pub struct KnownPower {
+    /// Window length.
+    pub window: Duration,
+    /// Power of successive windows (mW), cycled; half CPU, half GPU.
+    pub mw: Vec<f64>,
+}
+
+impl PowerSource for KnownPower {
+    fn name(&self) -> String {
+        "known".into()
+    }
+    fn estimated(&self) -> bool {
+        false
+    }
+    fn is_available(&self) -> Availability {
+        Availability::Available("synthetic".into())
+    }
+    fn run(&mut self, ctx: &mut SourceContext) -> tracing_energy::Result<SourceEnd> {
+        let mut start = tracing_energy::clock::now_ns();
+        let len = self.window.as_nanos() as u64;
+        for k in 0.. {
+            let end = start + len;
+            let now = tracing_energy::clock::now_ns();
+            if ctx.wait(Duration::from_nanos(end.saturating_sub(now))) {
+                return Ok(SourceEnd::Stopped);
+            }
+            let mw = self.mw[k % self.mw.len()];
+            let mj = mw * len as f64 / 1e9;
+            let energy = DomainEnergy {
+                cpu: Some(mj * 0.5),
+                gpu: Some(mj * 0.5),
+                ane: None,
+                dram: None,
+            };
+            ctx.emit(PowerSample::new(start, end, energy, ctx.source_name(), false).unwrap());
+            start = end;
+        }
+        unreachable!()
+    }
+}
+
+/// The `tracing-energy` binary, with no database chosen by the environment.
+pub fn cli() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tracing-energy"));
+    c.env_remove("TRACING_ENERGY_DB");
+    c
+}
+
+/// Runs the binary with `args` on the database `db`.
+pub fn cli_on(db: &Path, args: &[&str]) -> std::process::Output {
+    cli()
+        .args(args)
+        .args(["--db", db.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+/// Like [`cli_on`], asserting success; returns standard output.
+pub fn cli_ok(db: &Path, args: &[&str]) -> String {
+    let out = cli_on(db, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
