@@ -88,7 +88,7 @@ impl ProcessorHandle {
 /// that each round handles a batch instead of waking for every record).
 const IDLE: Duration = Duration::from_millis(10);
 /// A round that moved at least this many records is followed at once by the next.
-const BUSY_ROUND: usize = 1 << 16;
+const BUSY_ROUND: usize = 1 << 13;
 /// A record reaches its ring at most this long after its time stamp (the hot path reads
 /// the clock, then pushes): the energy stream is not built closer to now than this.
 const REORDER_MARGIN_NS: u64 = 50_000_000;
