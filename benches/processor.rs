@@ -70,6 +70,22 @@ fn candle_shaped(tokens: u64) {
     }
 }
 
+/// Runs `work` under a fresh energy layer (no power source); returns the run's report and
+/// the wall time from the first record to `finish` returning.
+fn measure(work: impl FnOnce()) -> (tracing_energy::RunReport, f64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (layer, guard) = EnergyLayer::builder()
+        .db(dir.path().join("bench.db"))
+        .power(None)
+        .build()
+        .expect("layer");
+    let sub = tracing_subscriber::registry().with(layer);
+    let t0 = Instant::now();
+    tracing::subscriber::with_default(sub, work);
+    let report = guard.finish().expect("finish");
+    (report, t0.elapsed().as_secs_f64())
+}
+
 fn main() {
     let n: u64 = std::env::args()
         .skip(1)
@@ -78,15 +94,7 @@ fn main() {
     println!("| run | records | wall (s) | records/s | dropped |");
     println!("|---|---|---|---|---|");
     for run in 1..=3 {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (layer, guard) = EnergyLayer::builder()
-            .db(dir.path().join("bench.db"))
-            .power(None)
-            .build()
-            .expect("layer");
-        let sub = tracing_subscriber::registry().with(layer);
-        let t0 = Instant::now();
-        tracing::subscriber::with_default(sub, || {
+        let (report, wall) = measure(|| {
             let root = info_span!("root");
             let _r = root.enter();
             let child = info_span!("child");
@@ -94,8 +102,6 @@ fn main() {
                 child.in_scope(|| ());
             }
         });
-        let report = guard.finish().expect("finish");
-        let wall = t0.elapsed().as_secs_f64();
         println!(
             "| {run} | {} | {wall:.2} | {:.0} | {} |",
             report.sections,
@@ -108,17 +114,7 @@ fn main() {
     println!("| run | tokens | records | wall (s) | ms per token | records/s | dropped |");
     println!("|---|---|---|---|---|---|---|");
     for run in 1..=3 {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (layer, guard) = EnergyLayer::builder()
-            .db(dir.path().join("bench.db"))
-            .power(None)
-            .build()
-            .expect("layer");
-        let sub = tracing_subscriber::registry().with(layer);
-        let t0 = Instant::now();
-        tracing::subscriber::with_default(sub, || candle_shaped(tokens));
-        let report = guard.finish().expect("finish");
-        let wall = t0.elapsed().as_secs_f64();
+        let (report, wall) = measure(|| candle_shaped(tokens));
         println!(
             "| {run} | {} | {} | {wall:.2} | {:.3} | {:.0} | {} |",
             report.tokens,
