@@ -384,15 +384,6 @@ impl EnergyStream {
     pub fn has_samples(&self) -> bool {
         self.any_sample
     }
-
-    /// Which domains every sample measured (in [`Domain::ALL`] order).
-    pub fn known_domains(&self) -> [bool; 4] {
-        if self.any_sample {
-            self.known
-        } else {
-            [false; 4]
-        }
-    }
 }
 
 #[cfg(test)]

@@ -18,15 +18,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use super::format::{escape_html as esc, mj, num, pct, px, text_width};
+use super::format::{escape_html as esc, hash, mj, num, pct, px, text_width};
 use crate::store::SpanRollup;
-
-/// Appends formatted text to a `String` (writing to a `String` cannot fail).
-macro_rules! w {
-    ($dst:expr, $($arg:tt)*) => {{
-        let _ = write!($dst, $($arg)*);
-    }};
-}
 
 /// The section's description under its title.
 pub(super) const DESCRIPTION: &str =
@@ -309,7 +302,7 @@ fn label(h: &mut String, x: f64, y: f64, width: f64, text: &str) {
     let text = if text_width(text, SIZE) <= room {
         text.to_string()
     } else {
-        let fit = (room / (SIZE * 0.56)).floor() as usize;
+        let fit = (room / text_width("m", SIZE)).floor() as usize;
         if fit < 3 {
             return;
         }
@@ -352,9 +345,7 @@ fn tooltip(f: &Frame, flame: &Flame, run_total: Option<f64>) -> String {
 
 /// A warm colour (red to yellow) picked by a hash of the span name.
 fn colour(name: &str) -> String {
-    let h = name
-        .bytes()
-        .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
+    let h = hash(name) as u32;
     let (a, b, c) = (h & 0xff, (h >> 8) & 0xff, (h >> 16) & 0xff);
     let r = 215 + a * 40 / 255;
     let g = 95 + b * 125 / 255;

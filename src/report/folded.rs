@@ -74,39 +74,28 @@ fn microjoules(mj: f64) -> Option<u64> {
 }
 
 /// Why a run has no folded stacks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoEnergy {
     /// The run has no span rollup rows at all.
+    #[error(
+        "run {run} has no energy per span path (no spans were recorded, or the run was \
+         recorded by a version of tracing-energy that did not keep span paths). Fix: profile \
+         again with this version and a power source, e.g. --power estimate"
+    )]
     NoPaths {
         /// The run.
         run: RunId,
     },
     /// The run has span paths, but none has an energy figure.
+    #[error(
+        "run {run} has no energy figures (it was recorded without a power source). Fix: \
+         profile with a power source, e.g. --power estimate"
+    )]
     Unknown {
         /// The run.
         run: RunId,
     },
 }
-
-impl std::fmt::Display for NoEnergy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NoEnergy::NoPaths { run } => write!(
-                f,
-                "run {run} has no energy per span path (no spans were recorded, or the run \
-                 was recorded by a version of tracing-energy that did not keep span paths). \
-                 Fix: profile again with this version and a power source, e.g. --power estimate"
-            ),
-            NoEnergy::Unknown { run } => write!(
-                f,
-                "run {run} has no energy figures (it was recorded without a power source). \
-                 Fix: profile with a power source, e.g. --power estimate"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for NoEnergy {}
 
 /// [`folded`], or why there is nothing to fold: [`NoEnergy::NoPaths`] for no rows,
 /// [`NoEnergy::Unknown`] when no row has an exclusive energy.

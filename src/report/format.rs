@@ -198,7 +198,8 @@ pub(super) fn component_colour(component: &str) -> &'static str {
     }
 }
 
-fn hash(s: &str) -> usize {
+/// A stable hash of a name (FNV-1a), for picking colours.
+pub(super) fn hash(s: &str) -> usize {
     s.bytes()
         .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619)) as usize
 }

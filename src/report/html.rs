@@ -39,13 +39,6 @@ use crate::store::{
 };
 use crate::Result;
 
-/// Appends formatted text to a `String` (writing to a `String` cannot fail).
-macro_rules! w {
-    ($dst:expr, $($arg:tt)*) => {{
-        let _ = write!($dst, $($arg)*);
-    }};
-}
-
 /// The width of every chart's `viewBox`.
 const W: f64 = 960.0;
 

@@ -34,6 +34,14 @@
 //! file (after [`Store::flush`](crate::store::Store::flush), so that queued rows are
 //! included).
 
+/// Appends formatted text to a `String` (writing to a `String` cannot fail); for the
+/// chart modules below, which `use std::fmt::Write`.
+macro_rules! w {
+    ($dst:expr, $($arg:tt)*) => {{
+        let _ = write!($dst, $($arg)*);
+    }};
+}
+
 mod data;
 mod flame;
 pub mod folded;

@@ -9,8 +9,8 @@ use crate::attribution::EnergyStream;
 use crate::clock;
 use crate::layer::hot::{HotRecord, RingEnd, Shared, FLAG_IDLE};
 
-/// A queued record: the record, its time (the end of a section, the instant of an
-/// activation or close; ns) and the start of the thread's activity it belongs to.
+/// A queued record and its time (the end of a section, the instant of an activation or
+/// close; ns). The queue keeps beside it the start of the thread's activity it belongs to.
 pub(crate) struct Queued {
     pub(crate) record: HotRecord,
     pub(crate) time: u64,

@@ -24,7 +24,7 @@ use crate::{clock, Error, Result};
 use instances::Instances;
 use intake::{Intake, Queued};
 use rows::Rows;
-use unit::{Node, Paths, Tree, Writer};
+use unit::{InUnit, Node, Paths, Tree, Writer};
 
 pub(crate) struct Setup {
     pub(crate) shared: Arc<Shared>,
@@ -45,9 +45,6 @@ enum Control {
 }
 
 type Reply = Sender<Result<RunReport>>;
-
-/// A record inside an open unit, with its span's data.
-type InUnit = (SectionRecord, Option<Arc<SpanData>>);
 
 pub(crate) struct ProcessorHandle {
     control: Sender<(Control, Reply)>,
@@ -304,35 +301,36 @@ impl Processor {
         }
     }
 
+    /// This run's source's samples whose window ends after `after` and at or before `upto`.
+    fn samples_ending(&self, after: u64, upto: u64) -> Vec<crate::power::PowerSample> {
+        let Some(id) = self.source else {
+            return Vec::new();
+        };
+        let mut new = self.buffer.overlapping_source(id, after, upto);
+        new.retain(|s| s.end_ns > after && s.end_ns <= upto);
+        new
+    }
+
     /// Gives the stream the samples that arrived since the last call.
     fn feed_samples(&mut self) {
-        let Some(id) = self.source else { return };
-        let new = self
-            .buffer
-            .overlapping_source(id, self.samples_fed_to, u64::MAX / 2);
-        for s in new.iter().filter(|s| s.end_ns > self.samples_fed_to) {
+        let new = self.samples_ending(self.samples_fed_to, u64::MAX / 2);
+        for s in &new {
             self.stream.push_sample(s);
         }
         if let Some(last) = new.last() {
-            self.samples_fed_to = self.samples_fed_to.max(last.end_ns);
+            self.samples_fed_to = last.end_ns;
         }
     }
 
     /// Copies this run's new power samples into the store: those ending at or before the
     /// energy stream's frontier (a window belongs to the run in which it ends), or all.
     fn copy_samples(&mut self, all: bool) {
-        let Some(id) = self.source else { return };
         let upto = if all {
             u64::MAX / 2
         } else {
             self.stream.frontier()
         };
-        let new: Vec<_> = self
-            .buffer
-            .overlapping_source(id, self.samples_copied_to, upto)
-            .into_iter()
-            .filter(|s| s.end_ns > self.samples_copied_to && s.end_ns <= upto)
-            .collect();
+        let new = self.samples_ending(self.samples_copied_to, upto);
         if let Some(last) = new.last() {
             self.samples_copied_to = last.end_ns;
             self.store.add_power_samples(self.run.id, new);
@@ -406,22 +404,13 @@ impl Processor {
     /// A unit ended: its tree becomes a token row and the rows under it.
     fn unit(&mut self, thread: u32, r: &SectionRecord) {
         let inside = self.units.remove(&thread).unwrap_or_default();
-        let unit_data = self.span(r.serial);
-        let phase = self.phase_name(unit_data.as_ref(), r.phase);
+        let unit = (*r, self.span(r.serial));
+        let phase = self.phase_name(unit.1.as_ref(), r.phase);
         let (stream, run_start) = (&self.stream, self.run.start_ns);
-        let records: Vec<SectionRecord> = inside.iter().map(|(rec, _)| *rec).collect();
-        let mut data_of: HashMap<u64, Option<Arc<SpanData>>> = HashMap::new();
-        for (rec, d) in &inside {
-            data_of.entry(rec.serial).or_insert_with(|| d.clone());
-        }
-        let tree = Tree::build(&records, r, |rec| {
+        let tree = Tree::build(&inside, &unit, |(rec, data)| {
             let (s, e) = times(rec);
             Node {
-                data: if rec.serial == r.serial && rec.end_raw == r.end_raw {
-                    unit_data.clone()
-                } else {
-                    data_of.get(&rec.serial).cloned().flatten()
-                },
+                data: data.clone(),
                 start: s,
                 end: e,
                 thread: rec.thread,

@@ -12,7 +12,7 @@ use crate::attribution::SectionEnergy;
 use crate::layer::hot::{SectionRecord, SpanData};
 use crate::layer::vocabulary::{matmul_name, rope_name};
 use crate::layer::Role;
-use crate::store::{ComponentRecord, LayerRecord, OperationRecord, TokenRecord};
+use crate::store::{ComponentRecord, LayerRecord, Measured, OperationRecord, TokenRecord};
 
 /// One section of a unit's tree.
 pub(crate) struct Node {
@@ -34,7 +34,21 @@ impl Node {
     fn serial(&self) -> Option<u64> {
         self.data.as_ref().map(|d| d.serial)
     }
+    /// The node's row figures: exclusive energy is inclusive less `children_mj`.
+    fn measured(&self, children_mj: f64) -> Measured {
+        measured(
+            self.start,
+            self.end,
+            self.thread,
+            &self.energy,
+            self.energy.total_mj.map(|t| t - children_mj),
+            self.serial(),
+        )
+    }
 }
+
+/// A record inside a unit, with its span's data (looked up when the record came).
+pub(crate) type InUnit = (SectionRecord, Option<Arc<SpanData>>);
 
 /// A unit's sections as a tree; the last node is the unit.
 pub(crate) struct Tree {
@@ -43,19 +57,21 @@ pub(crate) struct Tree {
 
 impl Tree {
     /// Rebuilds the tree from the records inside the unit (in the order the thread ended
-    /// them, children before parents) and the unit's own record. A record whose parent is
-    /// missing (exited out of order) becomes a child of the unit.
+    /// them, children before parents) and the unit's own record, each made a node by
+    /// `node`. A record whose parent is missing (exited out of order) becomes a child of
+    /// the unit.
     pub(crate) fn build(
-        inside: &[SectionRecord],
-        unit: &SectionRecord,
-        mut node: impl FnMut(&SectionRecord) -> Node,
+        inside: &[InUnit],
+        unit: &InUnit,
+        mut node: impl FnMut(&InUnit) -> Node,
     ) -> Tree {
-        let base = unit.depth as usize;
+        let unit_depth = unit.0.depth;
+        let base = unit_depth as usize;
         let mut nodes = Vec::with_capacity(inside.len() + 1);
         // Finished nodes waiting for their parent, per depth below the unit.
         let mut waiting: Vec<Vec<usize>> = Vec::new();
         for r in inside {
-            let level = (r.depth as usize).saturating_sub(base).max(1);
+            let level = (r.0.depth as usize).saturating_sub(base).max(1);
             if waiting.len() <= level + 1 {
                 waiting.resize_with(level + 2, Vec::new);
             }
@@ -162,10 +178,8 @@ impl Writer<'_> {
             }
         }
         let child_incl = self.layers(&level, &unit_path);
-        let exclusive = n.energy.total_mj.map(|t| t - child_incl);
-        let m = measured(n.start, n.end, n.thread, &n.energy, exclusive, n.serial());
-        self.rows
-            .count(&unit_path, &m, (n.end - n.start) as f64 / 1e6);
+        let m = n.measured(child_incl);
+        self.rows.count(&unit_path, &m, m.duration_ms());
         self.rows.tokens.push(TokenRecord {
             token_index: self.token,
             phase,
@@ -280,7 +294,7 @@ impl Writer<'_> {
             energy.total_mj.map(|t| t - children),
             span_id,
         );
-        self.rows.count(&layer_path, &m, (e - s) as f64 / 1e6);
+        self.rows.count(&layer_path, &m, m.duration_ms());
         self.rows.layers.push(LayerRecord {
             token_index: self.token,
             layer_index: layer,
@@ -321,17 +335,9 @@ impl Writer<'_> {
             };
             // Spans nested inside an operation are kept as generic sections.
             let nested: f64 = cn.children.iter().map(|&g| self.generic(g)).sum();
-            let m = measured(
-                cn.start,
-                cn.end,
-                cn.thread,
-                &cn.energy,
-                cn.energy.total_mj.map(|t| t - nested),
-                cn.serial(),
-            );
+            let m = cn.measured(nested);
             let op_path = self.paths.get(path, &operation);
-            self.rows
-                .count(&op_path, &m, (cn.end - cn.start) as f64 / 1e6);
+            self.rows.count(&op_path, &m, m.duration_ms());
             self.rows.ops.push(OperationRecord {
                 token_index: self.token,
                 layer_index: layer,
@@ -343,15 +349,8 @@ impl Writer<'_> {
             });
             children += incl(&cn.energy);
         }
-        let m = measured(
-            n.start,
-            n.end,
-            n.thread,
-            &n.energy,
-            n.energy.total_mj.map(|t| t - children),
-            n.serial(),
-        );
-        self.rows.count(path, &m, (n.end - n.start) as f64 / 1e6);
+        let m = n.measured(children);
+        self.rows.count(path, &m, m.duration_ms());
         self.rows.components.push(ComponentRecord {
             token_index: self.token,
             layer_index: layer,
@@ -382,8 +381,8 @@ impl Writer<'_> {
 mod tests {
     use super::*;
 
-    fn rec(serial: u64, depth: u16, start: u64, end: u64) -> SectionRecord {
-        SectionRecord {
+    fn rec(serial: u64, depth: u16, start: u64, end: u64) -> InUnit {
+        let r = SectionRecord {
             serial,
             parent: 0,
             phase: 0,
@@ -392,10 +391,11 @@ mod tests {
             flags: 0,
             start_raw: start,
             end_raw: end,
-        }
+        };
+        (r, None)
     }
 
-    fn node(r: &SectionRecord) -> Node {
+    fn node((r, _): &InUnit) -> Node {
         Node {
             data: None,
             start: r.start_raw,
