@@ -1,6 +1,6 @@
 //! The library's error type.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in `tracing-energy`.
 ///
@@ -77,14 +77,23 @@ pub enum Error {
         fix: String,
     },
 
-    /// SQLite reported an error.
-    #[error("database {}: {cause}", path.display())]
+    /// SQLite reported an error. The message gives SQLite's words once and, for the errors
+    /// a user can act on (a read-only or damaged file, a lock held by another process, a
+    /// full disk), what to do.
+    #[error("{}", sqlite_message(path, cause))]
     Sqlite {
         /// The file.
         path: PathBuf,
-        /// SQLite's error.
-        #[source]
+        /// SQLite's error. Not the error's `source`: its text is in the message already,
+        /// and would be printed twice more by a reporter that walks the chain.
         cause: rusqlite::Error,
+    },
+
+    /// A change was asked of a database that this process may only read.
+    #[error("database {}: {READ_ONLY}. Fix: {}", path.display(), read_only_fix(path))]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
     },
 
     /// The database writer could not commit.
@@ -107,3 +116,91 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What [`Error::ReadOnly`] and SQLite's read-only errors say.
+const READ_ONLY: &str = "the database is read-only (or its folder is)";
+
+fn read_only_fix(path: &Path) -> String {
+    format!(
+        "make it writable (`chmod u+w {}` and its folder) or copy it elsewhere",
+        path.display()
+    )
+}
+
+/// The message of [`Error::Sqlite`]: SQLite's words once, with a fix where there is one.
+fn sqlite_message(path: &Path, cause: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode as C;
+    let file = path.display();
+    let said = match cause {
+        rusqlite::Error::SqliteFailure(_, Some(m)) => m.clone(),
+        rusqlite::Error::SqliteFailure(e, None) => {
+            rusqlite::ffi::code_to_str(e.extended_code).to_string()
+        }
+        other => other.to_string(),
+    };
+    match cause.sqlite_error_code() {
+        Some(C::ReadOnly | C::PermissionDenied) => {
+            format!("database {file}: {READ_ONLY}. Fix: {}", read_only_fix(path))
+        }
+        Some(C::CannotOpen) => format!(
+            "database {file}: {said}: {READ_ONLY}. Fix: {}",
+            read_only_fix(path)
+        ),
+        Some(C::DatabaseCorrupt | C::NotADatabase) => format!(
+            "database {file}: {said}. Fix: the file is damaged; restore it from a backup, or \
+             recover what is readable with `sqlite3 {file} .recover | sqlite3 NEW.db`; \
+             tracing-energy has not changed it"
+        ),
+        Some(C::DatabaseBusy | C::DatabaseLocked) => format!(
+            "database {file}: {said}: another process holds its lock. Fix: wait for the other \
+             process (e.g. a profile run) to finish, then try again"
+        ),
+        Some(C::DiskFull) => format!(
+            "database {file}: {said}. Fix: free space on its disk, then try again; what was \
+             committed before is kept"
+        ),
+        Some(C::SystemIoFailure) => format!(
+            "database {file}: {said}. Fix: check the disk, then the file with \
+             `sqlite3 {file} 'PRAGMA integrity_check'`"
+        ),
+        _ => format!("database {file}: {said}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: std::ffi::c_int, msg: Option<&str>) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), msg.map(String::from))
+    }
+
+    #[test]
+    fn sqlite_errors_say_their_cause_once_with_a_fix() {
+        let path = PathBuf::from("/data/p.db");
+        let e = Error::Sqlite {
+            path: path.clone(),
+            cause: failure(
+                rusqlite::ffi::SQLITE_CORRUPT,
+                Some("database disk image is malformed"),
+            ),
+        };
+        assert!(std::error::Error::source(&e).is_none());
+        let text = e.to_string();
+        assert_eq!(text.matches("malformed").count(), 1, "{text}");
+        assert!(
+            text.contains("/data/p.db .recover") && text.contains("Fix:"),
+            "{text}"
+        );
+        let ro = Error::Sqlite {
+            path: path.clone(),
+            cause: failure(rusqlite::ffi::SQLITE_READONLY_DIRECTORY, None),
+        }
+        .to_string();
+        assert_eq!(ro, Error::ReadOnly { path }.to_string());
+        assert!(
+            ro.contains("chmod u+w /data/p.db") && !ro.contains("readonly"),
+            "{ro}"
+        );
+    }
+}

@@ -254,6 +254,7 @@ fn greedy_generation_is_deterministic_and_q8_0_matches_q4_1() {
         StopReason::MaxTokens => assert_eq!(a.tokens.len(), max),
         StopReason::Eos => assert_eq!(*a.tokens.last().unwrap(), 2),
         StopReason::ContextFull => panic!("context cannot be full here"),
+        StopReason::Interrupted => panic!("nothing interrupts this generation"),
     }
     // Events: indices 0.., prefill first, pieces add up to the text.
     assert_eq!(events.len(), a.tokens.len());

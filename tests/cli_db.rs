@@ -252,7 +252,7 @@ fn errors_have_clear_messages_and_exit_codes() {
     assert_eq!(unknown.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no run 999"));
     let not_a_run = run(&["show", "abc"]);
-    assert_eq!(not_a_run.status.code(), Some(1));
+    assert_eq!(not_a_run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&not_a_run.stderr).contains("`abc` is not a run"));
     let dir = tempfile::tempdir().unwrap();
     let missing = bin()

@@ -356,7 +356,7 @@ fn unusable_documents_are_dropped_counted_and_the_chain_reanchors() {
     assert_eq!(
         rejected,
         vec![
-            ("NaN or negative value".to_string(), 1),
+            ("NaN, negative or overflowing value".to_string(), 1),
             ("no power data".to_string(), 1)
         ]
     );

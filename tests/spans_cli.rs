@@ -245,7 +245,7 @@ fn unknown_runs_and_databases_are_not_found() {
     let err = fails(&["spans", "99"], 3);
     assert!(err.contains("no run 99"), "{err}");
     fails(&["export", "99", "--format", "folded"], 3);
-    fails(&["spans", "nope"], 1);
+    fails(&["spans", "nope"], 2);
     let out = bin()
         .args(["spans", "1", "--db", "/nonexistent/profiles.db"])
         .output()

@@ -82,7 +82,7 @@ impl DeviceKind {
         };
         device.map_err(|e| Error::DeviceOpen {
             device: self.name(),
-            reason: e.to_string(),
+            reason: super::error::without_backtrace(e).to_string(),
         })
     }
 }

@@ -117,7 +117,24 @@ pub enum Error {
 impl Error {
     /// Wraps a candle error with the stage it happened in.
     pub(crate) fn candle(stage: &'static str) -> impl FnOnce(candle_core::Error) -> Error {
-        move |source| Error::Candle { stage, source }
+        move |source| Error::Candle {
+            stage,
+            source: without_backtrace(source),
+        }
+    }
+}
+
+/// candle's error without the stack backtrace it captures when `RUST_BACKTRACE` is set: a
+/// user's mistake (a file that is not GGUF) must read as one line, on the terminal and in a
+/// run's stored `error`.
+pub(crate) fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        candle_core::Error::Context { inner, context } => candle_core::Error::Context {
+            inner: Box::new(without_backtrace(*inner)),
+            context,
+        },
+        other => other,
     }
 }
 

@@ -26,6 +26,8 @@
 //! the `prefill` or `token` span, so that the span ends when the GPU has finished its work
 //! (see [`super::sync_hook_for`]). On the CPU there is no hook and no cost.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Tensor};
@@ -143,6 +145,9 @@ pub enum StopReason {
     MaxTokens,
     /// The model's context (candle's `MAX_SEQ_LEN`, 4096 positions) is full.
     ContextFull,
+    /// The interrupt flag ([`Generator::set_interrupt`]) was raised; the tokens generated
+    /// before it are kept.
+    Interrupted,
 }
 
 /// The result of one generation.
@@ -188,6 +193,7 @@ pub struct Generator {
     options: GenerationOptions,
     sync: Option<SyncHook>,
     eos_ids: Vec<u32>,
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for Generator {
@@ -220,6 +226,7 @@ impl Generator {
             options,
             sync,
             eos_ids,
+            interrupt: None,
         })
     }
 
@@ -250,7 +257,20 @@ impl Generator {
         Ok(())
     }
 
-    /// Replaces the per-token synchronize hook (`None`: never synchronize).
+    /// Stops generation at the next token boundary once `flag` is true (a Ctrl-C handler
+    /// sets it): the tokens generated so far are returned, with
+    /// [`StopReason::Interrupted`].
+    pub fn set_interrupt(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.interrupt = flag;
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Replaces the synchronize hook (see [`super::sync_hook_for`]).
     pub fn set_sync_hook(&mut self, hook: Option<SyncHook>) {
         self.sync = hook;
     }
@@ -340,6 +360,10 @@ impl Generator {
         if max_tokens == 0 {
             return Ok(out);
         }
+        if self.interrupted() {
+            out.stop_reason = StopReason::Interrupted;
+            return Ok(out);
+        }
 
         let mut logits_processor = self.options.logits_processor();
         let mut stream = TokenStreamDecoder::new();
@@ -390,6 +414,10 @@ impl Generator {
         {
             let _decode = decode_span.enter();
             for index in 1..=steps {
+                if self.interrupted() {
+                    out.stop_reason = StopReason::Interrupted;
+                    break;
+                }
                 // The previous token goes in at position n + index - 1 (< MAX_SEQ_LEN).
                 let pos = n + index - 1;
                 let prev = *out.tokens.last().expect("prefill produced a token");

@@ -160,7 +160,7 @@ impl Model {
         let mut reader = BufReader::new(file);
         let format_err = |e: candle_core::Error| Error::ModelFormat {
             path: path.clone(),
-            reason: e.to_string(),
+            reason: super::error::without_backtrace(e).to_string(),
         };
         let content = Content::read(&mut reader).map_err(format_err)?;
         let tokenizer = GgufTokenizer::from_gguf(&content)?;

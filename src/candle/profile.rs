@@ -6,6 +6,7 @@
 //! back from the database.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +30,8 @@ pub struct ProfileArgs {
     /// Use the prompt verbatim (special tokens such as <|im_start|> are parsed).
     #[arg(long)]
     pub raw: bool,
-    /// Generate at most this many tokens.
-    #[arg(long, default_value_t = 64)]
+    /// Generate at most this many tokens (at least 1: the prefill yields the first).
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     pub max_tokens: usize,
     /// The GGUF model file (default: SmolLM2-135M-Instruct, fetched into models/ when missing).
     #[arg(long)]
@@ -41,8 +42,8 @@ pub struct ProfileArgs {
     /// Power source: auto, powermetrics, estimate, replay:PATH or none.
     #[arg(long, default_value = "auto")]
     pub power: String,
-    /// Power sample interval in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    /// Power sample interval in milliseconds (1 to 600000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub interval_ms: u64,
     /// Tags for the run (comma-separated).
     #[arg(long, value_delimiter = ',')]
@@ -74,6 +75,16 @@ pub struct ProfileArgs {
     /// Do not print the response as it is generated.
     #[arg(long)]
     pub quiet: bool,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => {
+            Err("0 generates nothing: give at least 1 (the prefill yields the first token)".into())
+        }
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{text}` is not a token count: {e}")),
+    }
 }
 
 /// The printed summary (`--json` prints exactly this).
@@ -109,6 +120,21 @@ pub struct ProfileSummary {
     pub response: String,
     /// Records dropped while profiling.
     pub dropped_records: u64,
+    /// How the run ended: `complete`, `interrupted` or `failed` (`None` with --no-profile).
+    pub status: Option<crate::store::RunStatus>,
+    /// The run's length (ms).
+    pub duration_ms: Option<f64>,
+    /// How much of the run power samples covered (ms).
+    pub measured_ms: Option<f64>,
+    /// What went wrong with the measurement.
+    pub warnings: Vec<String>,
+}
+
+impl ProfileSummary {
+    /// True when the generation was stopped early by the interrupt flag.
+    pub fn interrupted(&self) -> bool {
+        self.status == Some(crate::store::RunStatus::Interrupted)
+    }
 }
 
 /// Why profiling failed.
@@ -128,6 +154,44 @@ pub enum ProfileError {
         "fetching the model failed: {0}. Fix: run scripts/fetch-model.sh and read its message"
     )]
     Fetch(String),
+}
+
+/// Ctrl-C and SIGTERM handling for a profile: the first signal raises the flag given to
+/// [`run`] (generation stops at the next token and the run is finished as
+/// `interrupted`); a second one exits at once.
+pub struct Interrupt {
+    flag: Arc<AtomicBool>,
+    signal: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Interrupt {
+    /// Installs the handlers (async-signal-safe: they only store to atomics).
+    pub fn install() -> std::io::Result<Interrupt> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let flag = Arc::new(AtomicBool::new(false));
+        let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for sig in [SIGINT, SIGTERM] {
+            // Registered first, so it sees the flag as the previous signal left it.
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&flag))?;
+            signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
+            signal_hook::flag::register(sig, Arc::clone(&flag))?;
+        }
+        Ok(Interrupt { flag, signal })
+    }
+
+    /// The flag for [`run`].
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.flag)
+    }
+
+    /// The conventional exit code after the signal that came (130 for SIGINT, 143 for
+    /// SIGTERM), `None` when none came.
+    pub fn exit_code(&self) -> Option<u8> {
+        match self.signal.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            sig => Some((128 + sig).min(255) as u8),
+        }
+    }
 }
 
 /// Runs `scripts/fetch-model.sh` when the default model is missing.
@@ -156,7 +220,14 @@ pub fn ensure_default_model(quiet: bool) -> Result<PathBuf, ProfileError> {
 }
 
 /// Profiles one generation. Streams the response to stdout unless `quiet` or `json`.
-pub fn run(args: &ProfileArgs) -> Result<ProfileSummary, ProfileError> {
+///
+/// When `interrupt` is raised (by a Ctrl-C or SIGTERM handler: see
+/// `signal_hook::flag::register`), generation stops at the next token, and the run is
+/// finished as `interrupted` with everything recorded so far attributed and written.
+pub fn run(
+    args: &ProfileArgs,
+    interrupt: Option<Arc<AtomicBool>>,
+) -> Result<ProfileSummary, ProfileError> {
     let quiet = args.quiet || args.json;
     let requant: Requant = args.requant.parse()?;
     let device_kind: DeviceKind = args.device.parse()?;
@@ -235,6 +306,7 @@ pub fn run(args: &ProfileArgs) -> Result<ProfileSummary, ProfileError> {
             ..GenerationOptions::default()
         };
         let mut generator = Generator::new(model, options)?;
+        generator.set_interrupt(interrupt.clone());
         if guard.is_some() {
             // The energy layer calls the fence at its sync points instead.
             generator.set_sync_hook(None);
@@ -271,7 +343,11 @@ pub fn run(args: &ProfileArgs) -> Result<ProfileSummary, ProfileError> {
         println!();
     }
     let prompt_tokens = out.prompt_tokens.len();
-    let prefill_tokens_per_s = prompt_tokens as f64 / out.prefill_time.as_secs_f64().max(1e-9);
+    let prefill_tokens_per_s = if out.tokens.is_empty() {
+        0.0
+    } else {
+        prompt_tokens as f64 / out.prefill_time.as_secs_f64().max(1e-9)
+    };
     let decode_tokens_per_s = out.decode_ms_per_token().map(|ms| 1000.0 / ms.max(1e-9));
     let mut summary = ProfileSummary {
         run_id: None,
@@ -289,12 +365,23 @@ pub fn run(args: &ProfileArgs) -> Result<ProfileSummary, ProfileError> {
         hottest: vec![],
         response: out.text.clone(),
         dropped_records: 0,
+        status: None,
+        duration_ms: None,
+        measured_ms: None,
+        warnings: Vec::new(),
     };
     let Some(guard) = guard else {
         return Ok(summary);
     };
     guard.set_response(out.text.clone());
-    let report = guard.finish()?;
+    let report = if out.stop_reason == super::StopReason::Interrupted {
+        guard.interrupt(format!(
+            "interrupted by a signal (Ctrl-C or SIGTERM) after {} generated token(s)",
+            out.tokens.len()
+        ))?
+    } else {
+        guard.finish()?
+    };
     let store = Store::open_existing(&report.db)?;
     let tokens = store.get_tokens(report.run_id)?;
     let RunSummary { hottest, .. } = store.get_run_summary(report.run_id)?.ok_or_else(|| {
@@ -331,8 +418,12 @@ pub fn run(args: &ProfileArgs) -> Result<ProfileSummary, ProfileError> {
     summary.estimated = report.estimated;
     summary.hottest = hottest;
     summary.dropped_records = report.dropped_records;
+    summary.status = Some(report.status);
+    summary.duration_ms = report.duration_ms;
+    summary.measured_ms = report.measured_ms;
+    summary.warnings = report.warnings.clone();
     if let Some(e) = &report.source_error {
-        eprintln!("warning: the power source failed during the run: {e}");
+        summary.warnings.push(e.clone());
     }
     Ok(summary)
 }
@@ -346,14 +437,27 @@ pub fn print_summary(s: &ProfileSummary) {
         (None, _) => "none (times only)".into(),
     };
     println!("--- energy profile ---");
+    if s.interrupted() {
+        println!("status            INTERRUPTED: stopped early, what ran is recorded");
+    }
     println!("power source      {source}");
     println!("total energy      {}", mj(s.total_energy_mj));
-    println!(
-        "prefill           {} prompt tokens, {:.1} tokens/s, {} per prompt token",
-        s.prompt_tokens,
-        s.prefill_tokens_per_s,
-        mj(s.prefill_energy_per_prompt_token_mj)
-    );
+    if let Some(note) = coverage_note(s) {
+        println!("coverage          {note}");
+    }
+    if s.generated_tokens == 0 {
+        println!(
+            "prefill           did not run ({} prompt tokens)",
+            s.prompt_tokens
+        );
+    } else {
+        println!(
+            "prefill           {} prompt tokens, {:.1} tokens/s, {} per prompt token",
+            s.prompt_tokens,
+            s.prefill_tokens_per_s,
+            mj(s.prefill_energy_per_prompt_token_mj)
+        );
+    }
     match s.decode_tokens_per_s {
         Some(tps) => println!(
             "decode            {} tokens, {:.1} tokens/s, {} per token",
@@ -374,7 +478,7 @@ pub fn print_summary(s: &ProfileSummary) {
                 .layer_index
                 .map_or_else(|| "model".to_string(), |l| format!("layer {l:>2}"));
             let share = h.share_of_run.map_or(String::new(), |f| {
-                format!(" ({:.1}% of the run)", f * 100.0)
+                format!(" ({:.1}% of the measured energy)", f * 100.0)
             });
             println!(
                 "  {layer} {:<10} {:>9.1} mJ{share}",
@@ -389,4 +493,26 @@ pub fn print_summary(s: &ProfileSummary) {
     if s.dropped_records > 0 {
         println!("warning: {} records were dropped", s.dropped_records);
     }
+    for w in &s.warnings {
+        println!("warning: {w}");
+    }
+}
+
+/// "energy measured for 0.4 s of 3.1 s (13 %): shares are of the measured part" when the
+/// samples did not cover the whole run.
+fn coverage_note(s: &ProfileSummary) -> Option<String> {
+    let (m, d) = (s.measured_ms?, s.duration_ms?);
+    let share = if d > 0.0 {
+        (m / d).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    (share < 0.995).then(|| {
+        format!(
+            "energy measured for {:.1} s of {:.1} s ({:.0} %): the rest of the run is unmeasured, and shares are of the measured part",
+            m / 1000.0,
+            d / 1000.0,
+            share * 100.0
+        )
+    })
 }

@@ -44,7 +44,12 @@ pub struct EnergyLayerBuilder {
     memory_budget: usize,
     overflow: Overflow,
     rotate_every: Option<Duration>,
+    finish_wait: Option<Duration>,
 }
+
+/// The longest the end of a run waits, by default, for the last power sample: twice the
+/// interval plus a second, but never more than this.
+pub const MAX_DEFAULT_FINISH_WAIT: Duration = Duration::from_secs(3);
 
 /// The default memory budget: 64 MiB.
 pub const DEFAULT_MEMORY_BUDGET: usize = 64 << 20;
@@ -65,6 +70,7 @@ impl EnergyLayerBuilder {
             memory_budget: DEFAULT_MEMORY_BUDGET,
             overflow: Overflow::default(),
             rotate_every: None,
+            finish_wait: None,
         }
     }
 
@@ -174,6 +180,15 @@ impl EnergyLayerBuilder {
         self
     }
 
+    /// How long finishing (or rotating) waits at most for the power samples that cover the
+    /// run's end; what they do not cover by then is recorded as unmeasured (the run's
+    /// `measured_ms` says how much was covered). Default: twice the interval plus 1 s, at
+    /// most [`MAX_DEFAULT_FINISH_WAIT`], so a long interval never holds a program's exit.
+    pub fn finish_wait(mut self, wait: Duration) -> Self {
+        self.finish_wait = Some(wait);
+        self
+    }
+
     /// Opens the store, starts the sampler and the processor, and creates the run.
     pub fn build(self) -> Result<(EnergyLayer, EnergyGuard)> {
         clock::init();
@@ -184,9 +199,14 @@ impl EnergyLayerBuilder {
             )?),
         };
         let buffer = self.buffer.unwrap_or_else(SampleBuffer::global);
+        let mut notes = Vec::new();
         let source = match (self.custom_source, &self.source) {
             (Some(custom), _) => Some(custom),
-            (None, Some(spec)) => Some(spec.build_for_profile()?),
+            (None, Some(spec)) => {
+                let chosen = spec.build_for_profile()?;
+                notes.extend(chosen.note);
+                Some(chosen.source)
+            }
             (None, None) => None,
         };
         let sampler = match source {
@@ -221,6 +241,10 @@ impl EnergyLayerBuilder {
             interval: self.interval,
             memory_budget: self.memory_budget / 2,
             rotate_every: self.rotate_every,
+            notes,
+            finish_wait: self.finish_wait.unwrap_or_else(|| {
+                (self.interval * 2 + Duration::from_secs(1)).min(MAX_DEFAULT_FINISH_WAIT)
+            }),
         })?;
         Ok((
             EnergyLayer {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::hot::Shared;
-use super::processor::ProcessorHandle;
+use super::processor::{Ending, ProcessorHandle};
 use super::RunReport;
 use crate::store::{NewRun, RunId};
 use crate::{Error, Result};
@@ -52,19 +52,26 @@ impl EnergyGuard {
     /// thread (a `main` span around the whole program) end here and are recorded; sections
     /// still open on other threads are not (their time counts as unattributed).
     pub fn finish(mut self) -> Result<RunReport> {
-        self.finish_inner(None)
+        self.finish_inner(Ending::Complete)
     }
 
     /// Like [`EnergyGuard::finish`], but marks the run failed with `reason` (what was
     /// recorded up to here is kept).
     pub fn fail(mut self, reason: impl Into<String>) -> Result<RunReport> {
-        self.finish_inner(Some(reason.into()))
+        self.finish_inner(Ending::Failed(reason.into()))
     }
 
-    fn finish_inner(&mut self, failure: Option<String>) -> Result<RunReport> {
+    /// Like [`EnergyGuard::finish`], but marks the run `interrupted` with `reason` (e.g.
+    /// "interrupted by SIGINT"): the program stopped early on request, and everything
+    /// recorded up to here is attributed and kept.
+    pub fn interrupt(mut self, reason: impl Into<String>) -> Result<RunReport> {
+        self.finish_inner(Ending::Interrupted(reason.into()))
+    }
+
+    fn finish_inner(&mut self, ending: Ending) -> Result<RunReport> {
         super::hot::end_open_sections(&self.shared);
         match self.processor.take() {
-            Some(p) => p.finish(failure),
+            Some(p) => p.finish(ending),
             None => Err(already_finished()),
         }
     }
@@ -77,9 +84,12 @@ fn already_finished() -> Error {
 impl Drop for EnergyGuard {
     fn drop(&mut self) {
         if self.processor.is_some() {
-            let failure =
-                std::thread::panicking().then(|| "the profiled program panicked".to_string());
-            if let Err(e) = self.finish_inner(failure) {
+            let ending = if std::thread::panicking() {
+                Ending::Failed("the profiled program panicked".into())
+            } else {
+                Ending::Complete
+            };
+            if let Err(e) = self.finish_inner(ending) {
                 tracing::error!("finishing the energy profile failed: {e}");
             }
         }

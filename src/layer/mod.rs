@@ -107,4 +107,12 @@ pub struct RunReport {
     /// The most memory the processor held at once during the run (bytes, estimated from
     /// what it keeps: queued records, open trees, span instances, the energy function).
     pub peak_processor_bytes: u64,
+    /// How the run ended: complete, interrupted or failed.
+    pub status: crate::store::RunStatus,
+    /// The run's length (ms).
+    pub duration_ms: Option<f64>,
+    /// How much of the run power samples covered (ms); `None` without a power source.
+    pub measured_ms: Option<f64>,
+    /// What went wrong with the measurement (also stored on the run).
+    pub warnings: Vec<String>,
 }

@@ -22,6 +22,7 @@ mod chain;
 pub mod estimate;
 pub mod plist_stream;
 pub mod powermetrics;
+mod probe;
 pub mod replay;
 mod sampler;
 mod spec;
@@ -33,9 +34,10 @@ use serde::Serialize;
 pub use buffer::{SampleBuffer, SourceId};
 pub use estimate::{EstimateParams, EstimateScope, EstimateSource};
 pub use powermetrics::PowermetricsSource;
+pub use probe::{probe, PROBE_INTERVAL, PROBE_TIMEOUT};
 pub use replay::ReplaySource;
 pub use sampler::{Sampler, SamplerConfig, SamplerReport, SamplerStatus, SourceContext, SourceEnd};
-pub use spec::SourceSpec;
+pub use spec::{Chosen, SourceSpec};
 
 use crate::Result;
 

@@ -117,7 +117,7 @@ impl DocProblem {
             DocProblem::Malformed(_) => "malformed",
             DocProblem::NotADictionary => "not a dictionary",
             DocProblem::NoElapsed => "no elapsed_ns",
-            DocProblem::BadValue(_) => "NaN or negative value",
+            DocProblem::BadValue(_) => "NaN, negative or overflowing value",
             DocProblem::NoPowerData => "no power data",
         }
     }
@@ -196,7 +196,11 @@ fn energy_or_power(
     if let Some(mj) = checked(energy_key)? {
         return Ok(Some(mj));
     }
-    Ok(checked(power_key)?.map(|mw| mw * elapsed_s))
+    // A finite power can still overflow over the window (1e308 mW for 10 s).
+    match checked(power_key)?.map(|mw| mw * elapsed_s) {
+        Some(mj) if !mj.is_finite() => Err(DocProblem::BadValue(power_key)),
+        other => Ok(other),
+    }
 }
 
 fn number(v: &Value) -> Option<f64> {
@@ -213,6 +217,18 @@ fn number(v: &Value) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by reading the code while fuzzing: a power that overflows to infinity over the
+    /// window is a bad value, not an infinite energy.
+    #[test]
+    fn a_power_overflowing_over_the_window_is_a_bad_value() {
+        let d = doc("<key>elapsed_ns</key><integer>10000000000</integer>\n\
+             <key>processor</key><dict><key>cpu_power</key><real>1e308</real></dict>\n");
+        match parse_document(d.as_bytes()) {
+            Err(DocProblem::BadValue(key)) => assert_eq!(key, "cpu_power"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     fn doc(body: &str) -> String {
         format!(

@@ -39,6 +39,8 @@ pub const DEFAULT_SAMPLERS: &str = "cpu_power,gpu_power";
 
 /// The most bytes one document may take before the output is taken as not plist.
 const MAX_DOCUMENT_BYTES: usize = 64 << 20;
+/// The longest a stop waits for powermetrics to exit before killing it.
+const MAX_STOP_GRACE: Duration = Duration::from_secs(3);
 /// How much of powermetrics' stderr is kept for error messages.
 const STDERR_KEEP_BYTES: usize = 16 << 10;
 
@@ -232,7 +234,7 @@ impl PowerSource for PowermetricsSource {
         let outcome = pump(ctx, &rx, &mut chain, &name, &mut delivered);
 
         if let Pumped::Stop = outcome {
-            child.terminate(ctx.interval() * 2 + Duration::from_secs(2));
+            child.terminate((ctx.interval() * 2 + Duration::from_secs(2)).min(MAX_STOP_GRACE));
             let _ = reader.join();
             join_with_timeout(stderr_thread, Duration::from_millis(500));
             return Ok(SourceEnd::Stopped);
@@ -249,7 +251,13 @@ impl PowerSource for PowermetricsSource {
             Pumped::ReadError(e) => (0, Some(e)),
             Pumped::Stop => unreachable!(),
         };
-        if read_error.is_none() && partial == 0 && status.is_some_and(|s| s.success()) {
+        // powermetrics samples until it is stopped: ending on its own after samples is the
+        // end of its data (a capture played back); ending before any is a failure.
+        if read_error.is_none()
+            && partial == 0
+            && delivered > 0
+            && status.is_some_and(|s| s.success())
+        {
             return Ok(SourceEnd::Finished);
         }
         let mut reason = match (&read_error, status) {

@@ -23,6 +23,8 @@ pub struct SamplerConfig {
     pub buffer: Arc<SampleBuffer>,
     /// An optional channel that receives a copy of every sample as it arrives.
     pub tap: Option<Sender<PowerSample>>,
+    /// Log the source's failure as a warning (default true; the status says it anyway).
+    pub log_failure: bool,
 }
 
 impl SamplerConfig {
@@ -32,6 +34,7 @@ impl SamplerConfig {
             interval,
             buffer: SampleBuffer::global(),
             tap: None,
+            log_failure: true,
         }
     }
 
@@ -217,6 +220,7 @@ impl Sampler {
             source_name: Arc::from(name.as_str()),
         };
         let thread_shared = Arc::clone(&shared);
+        let log_failure = config.log_failure;
         let thread = std::thread::Builder::new()
             .name("tracing-energy-sampler".into())
             .spawn(move || {
@@ -230,7 +234,7 @@ impl Sampler {
                         panic_message(&panic)
                     )),
                 };
-                if let SamplerStatus::Failed(reason) = &status {
+                if let (true, SamplerStatus::Failed(reason)) = (log_failure, &status) {
                     tracing::warn!(source = &*ctx.source_name, "power source failed: {reason}");
                 }
                 *thread_shared.status.lock() = status;

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::{EstimateSource, PowerSource, PowermetricsSource, ReplaySource};
+use super::probe::{probe, PROBE_INTERVAL, PROBE_TIMEOUT};
+use super::{Availability, EstimateSource, PowerSource, PowermetricsSource, ReplaySource};
 use crate::{Error, Result};
 
 /// A power source named in text: `auto`, `powermetrics`, `estimate` or `replay:PATH`.
@@ -43,31 +44,59 @@ impl SourceSpec {
     }
 
     /// Builds the source for a profile: like [`SourceSpec::build`], but a replayed capture
-    /// plays in a loop so that it covers the whole run.
-    pub fn build_for_profile(&self) -> Result<Box<dyn PowerSource>> {
+    /// plays in a loop so that it covers the whole run, and the choice comes with a note
+    /// when `auto` had to fall back (stored on the run as a warning).
+    pub fn build_for_profile(&self) -> Result<Chosen> {
         match self {
-            SourceSpec::Replay(p) => Ok(Box::new(ReplaySource::new(p.clone()).looping(true))),
-            other => other.build(),
+            SourceSpec::Replay(p) => Ok(Chosen {
+                source: Box::new(ReplaySource::new(p.clone()).looping(true)),
+                note: None,
+            }),
+            other => other.choose(),
         }
     }
 
-    /// Builds the source. `Auto` picks powermetrics when it is available here, else the
-    /// estimate.
+    /// Builds the source. `Auto` runs powermetrics briefly ([`probe`]) where it is
+    /// available, and takes it when it delivers a sample; otherwise the estimate.
     pub fn build(&self) -> Result<Box<dyn PowerSource>> {
+        Ok(self.choose()?.source)
+    }
+
+    /// Like [`SourceSpec::build`], with why `auto` did not pick a sensor it found.
+    pub fn choose(&self) -> Result<Chosen> {
+        let plain = |source: Box<dyn PowerSource>| Chosen { source, note: None };
         Ok(match self {
             SourceSpec::Auto => {
                 let pm = PowermetricsSource::new();
-                if pm.is_available().is_available() {
-                    Box::new(pm)
-                } else {
-                    Box::new(EstimateSource::new())
+                match pm.is_available() {
+                    Availability::Available(_) => {
+                        match probe(Box::new(pm.clone()), PROBE_INTERVAL, PROBE_TIMEOUT) {
+                            Ok(_) => plain(Box::new(pm)),
+                            Err(e) => Chosen {
+                                source: Box::new(EstimateSource::new()),
+                                note: Some(format!(
+                                    "auto: powermetrics was found but did not work ({e}); using the CPU-time estimate instead. Fix: run `tracing-energy doctor`"
+                                )),
+                            },
+                        }
+                    }
+                    Availability::Unavailable { .. } => plain(Box::new(EstimateSource::new())),
                 }
             }
-            SourceSpec::Powermetrics => Box::new(PowermetricsSource::new()),
-            SourceSpec::Estimate => Box::new(EstimateSource::new()),
-            SourceSpec::Replay(p) => Box::new(ReplaySource::new(p.clone())),
+            SourceSpec::Powermetrics => plain(Box::<PowermetricsSource>::default()),
+            SourceSpec::Estimate => plain(Box::new(EstimateSource::new())),
+            SourceSpec::Replay(p) => plain(Box::new(ReplaySource::new(p.clone()))),
         })
     }
+}
+
+/// A source chosen from a [`SourceSpec`].
+pub struct Chosen {
+    /// The source to run.
+    pub source: Box<dyn PowerSource>,
+    /// What the choice worked around (`auto` falling back from a sensor that did not
+    /// work), for a person to read; `None` when nothing.
+    pub note: Option<String>,
 }
 
 impl FromStr for SourceSpec {

@@ -1,19 +1,15 @@
-//! Bulk reads for the reports, on a read-only connection of their own.
+//! Bulk reads for the reports, through the store's reading connection (one snapshot when
+//! the caller holds a [`Store::read_snapshot`]).
 //!
 //! Rows come from the store's run-wide reads; the grouped sums a report needs are queried
 //! here.
 
-use rusqlite::{Connection, OpenFlags};
-
-use crate::store::{
-    ComponentRecord, LayerRecord, OperationRecord, Row, Run, RunId, Store, BUSY_TIMEOUT,
-};
+use crate::store::{ComponentRecord, LayerRecord, OperationRecord, Row, Run, RunId, Store};
 use crate::{Error, Result};
 
-/// A read-only connection to the store's file, with the store's queue flushed first.
+/// Reads of one store, with its write queue flushed first.
 pub(super) struct Reader<'a> {
     store: &'a Store,
-    conn: Connection,
 }
 
 /// The run, or [`Error::UnknownRun`].
@@ -54,21 +50,11 @@ pub(super) struct LayerGroup {
 }
 
 impl<'a> Reader<'a> {
-    /// Flushes the store's write queue and opens its file read-only.
+    /// Flushes the store's write queue. Queries go through the store's own connection, so
+    /// that a report read inside [`Store::read_snapshot`] is one consistent snapshot.
     pub fn open(store: &'a Store) -> Result<Reader<'a>> {
         store.flush()?;
-        let conn = Connection::open_with_flags(
-            store.path(),
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| sql_err(store, e))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| sql_err(store, e))?;
-        Ok(Reader { store, conn })
-    }
-
-    fn err(&self, e: rusqlite::Error) -> Error {
-        sql_err(self.store, e)
+        Ok(Reader { store })
     }
 
     /// Every layer row of the run, by token and layer.
@@ -85,9 +71,9 @@ impl<'a> Reader<'a> {
     }
 
     pub fn component_groups(&self, run: RunId) -> Result<Vec<ComponentGroup>> {
-        let go = || -> rusqlite::Result<Vec<ComponentGroup>> {
+        self.store.with_conn(|conn| {
             // Per token first, so that a kind appearing twice in a layer counts its token once.
-            let mut st = self.conn.prepare(
+            let mut st = conn.prepare(
                 "SELECT COALESCE(t.phase, 'unknown'), g.layer_index, g.component,
                         SUM(g.e), SUM(g.known), SUM(g.d), COUNT(*), SUM(COALESCE(t.n_tokens, 1))
                  FROM (SELECT token_index, layer_index, component, SUM(energy_mj) AS e,
@@ -111,14 +97,13 @@ impl<'a> Reader<'a> {
                 })
             })?;
             rows.collect()
-        };
-        go().map_err(|e| self.err(e))
+        })
     }
 
     /// Layer rows summed per (token phase, layer).
     pub fn layer_groups(&self, run: RunId) -> Result<Vec<LayerGroup>> {
-        let go = || -> rusqlite::Result<Vec<LayerGroup>> {
-            let mut st = self.conn.prepare(
+        self.store.with_conn(|conn| {
+            let mut st = conn.prepare(
                 "SELECT COALESCE(t.phase, 'unknown'), l.layer_index, SUM(l.energy_mj),
                         COUNT(l.energy_mj)
                  FROM layer_metrics l
@@ -135,14 +120,6 @@ impl<'a> Reader<'a> {
                 })
             })?;
             rows.collect()
-        };
-        go().map_err(|e| self.err(e))
-    }
-}
-
-fn sql_err(store: &Store, cause: rusqlite::Error) -> Error {
-    Error::Sqlite {
-        path: store.path().to_path_buf(),
-        cause,
+        })
     }
 }

@@ -292,6 +292,26 @@ impl Page<'_> {
                  durations are exact.</div>\n",
             );
         }
+        if let (Some(note), true) = (run.coverage_note(), self.energy_known()) {
+            w!(
+                h,
+                "<div class=\"banner unknown\" role=\"note\" id=\"coverage-banner\">\
+                 <strong class=\"head\">PARTLY MEASURED</strong>{}: the rest of the run \
+                 is unmeasured, so its energy is missing from the totals, and every share on \
+                 this page is a share of the measured part.</div>\n",
+                esc(&note)
+            );
+        }
+        if !run.warnings.is_empty() {
+            h.push_str(
+                "<div class=\"banner unknown\" role=\"note\" id=\"warnings-banner\">\
+                 <strong class=\"head\">MEASUREMENT WARNINGS</strong><ul>",
+            );
+            for warning in &run.warnings {
+                w!(h, "<li>{}</li>", esc(warning));
+            }
+            h.push_str("</ul></div>\n");
+        }
         if run.status != crate::store::RunStatus::Complete {
             w!(
                 h,

@@ -12,6 +12,11 @@
 //!   `incomplete`, and is marked so the next time the database is opened for writing.
 //! - Several processes may write one file at once: each write transaction takes SQLite's
 //!   write lock (`BEGIN IMMEDIATE`) and waits up to the busy timeout for it.
+//! - A file (or folder) this process may not write is opened read-only without creating
+//!   anything beside it (SQLite's `immutable` mode when it has no `-wal`/`-shm`): reading
+//!   works, and writing fails at once with [`Error::ReadOnly`] and the fix.
+//! - [`Store::read_snapshot`] reads several queries from one consistent snapshot (one read
+//!   transaction), as exports and reports do while other processes write or delete.
 
 mod host;
 mod queries;
@@ -26,7 +31,7 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, TrySendError};
 use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use records::{
     ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord, LayerSummary, Measured,
@@ -56,6 +61,8 @@ pub struct Store {
 struct WriterHandle {
     tx: Mutex<Option<Sender<Command>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Why the writer thread ended early (a panic), for the errors of later calls.
+    died: Arc<Mutex<Option<String>>>,
 }
 
 impl Store {
@@ -103,6 +110,12 @@ impl Store {
     fn writer(&self) -> Result<&WriterHandle> {
         self.writer.get_or_try_init(|| {
             let conn = open_connection(&self.path, false)?;
+            // A file this process may only read: say so now, not at the first commit.
+            if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+                return Err(Error::ReadOnly {
+                    path: self.path.clone(),
+                });
+            }
             // Bulk writes: a 64 MB page cache for the writer's connection.
             conn.pragma_update(None, "cache_size", -65536)
                 .map_err(|e| self.err(e))?;
@@ -115,13 +128,26 @@ impl Store {
                     warned: false,
                 },
             };
+            let died = Arc::new(Mutex::new(None));
+            let died_in_thread = Arc::clone(&died);
             let thread = std::thread::Builder::new()
                 .name("tracing-energy-store-writer".into())
-                .spawn(move || w.run(rx))
+                .spawn(move || {
+                    let run = std::panic::AssertUnwindSafe(move || w.run(rx));
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic".into());
+                        *died_in_thread.lock() = Some(what);
+                    }
+                })
                 .map_err(Error::Thread)?;
             Ok(WriterHandle {
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
+                died,
             })
         })
     }
@@ -139,10 +165,26 @@ impl Store {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         self.sender()?
             .send(make(reply_tx))
-            .map_err(|_| Error::WriterFailed("the writer thread has stopped".into()))?;
+            .map_err(|_| self.writer_gone("has stopped"))?;
         reply_rx
             .recv()
-            .map_err(|_| Error::WriterFailed("the writer thread stopped before replying".into()))?
+            .map_err(|_| self.writer_gone("stopped before replying"))?
+    }
+
+    /// The error of a call the writer did not answer, with the cause where it is known.
+    fn writer_gone(&self, what: &str) -> Error {
+        let died = self.writer.get().and_then(|w| w.died.lock().clone());
+        Error::WriterFailed(match died {
+            Some(why) => format!(
+                "the writer thread of {} {what}: it panicked ({why}); what it committed before is kept",
+                self.path.display()
+            ),
+            None => format!(
+                "the writer thread of {} {what}: its transaction could not be committed (the \
+                 error logged before this one says why); what it committed before is kept",
+                self.path.display()
+            ),
+        })
     }
 
     /// Queues records without blocking; when the queue is full they are dropped and
@@ -250,13 +292,79 @@ impl Store {
     }
 
     /// Deletes a run and all its rows. Returns false when there was no such run.
+    ///
+    /// Fails with [`Error::ReadOnly`], changing nothing, when this process may only read the
+    /// file (or its folder).
     pub fn delete_run(&self, run: RunId) -> Result<bool> {
         self.flush()?;
         let conn = self.conn.lock();
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         let n = conn
             .execute("DELETE FROM profiling_runs WHERE run_id = ?1", [run])
             .map_err(|e| self.err(e))?;
         Ok(n > 0)
+    }
+
+    /// Runs `f` on one consistent snapshot of the database: every query `f` makes through
+    /// this store sees the file as it was when `read_snapshot` was called, whatever other
+    /// connections or processes commit meanwhile (a run deleted meanwhile is still whole in
+    /// it). Use it to read several tables of a run that must agree, e.g. for an export.
+    ///
+    /// It holds a read transaction (WAL mode: writers go on) on the store's reading
+    /// connection until `f` returns. Other threads reading through this store meanwhile see
+    /// the same snapshot; a snapshot inside a snapshot is the outer one. Writes made through
+    /// this store's reading connection meanwhile (e.g. [`Store::delete_run`]) are part of
+    /// the transaction, and kept.
+    pub fn read_snapshot<T, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&Store) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        /// Ends the transaction however `f` ends (a panic included).
+        struct End<'a>(&'a Store);
+        impl Drop for End<'_> {
+            fn drop(&mut self) {
+                let conn = self.0.conn.lock();
+                if !conn.is_autocommit() && conn.execute_batch("COMMIT").is_err() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+            }
+        }
+        {
+            let conn = self.conn.lock();
+            if !conn.is_autocommit() {
+                drop(conn);
+                return f(self);
+            }
+            // A deferred transaction takes its snapshot at its first read: read now.
+            conn.execute_batch("BEGIN")
+                .and_then(|()| {
+                    conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                })
+                .map_err(|e| {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    self.err(e)
+                })?;
+        }
+        let end = End(self);
+        let result = f(self);
+        let committed = {
+            let conn = self.conn.lock();
+            if conn.is_autocommit() {
+                Ok(())
+            } else {
+                conn.execute_batch("COMMIT")
+            }
+        };
+        drop(end);
+        let value = result?;
+        committed.map_err(|e| self.err(e))?;
+        Ok(value)
     }
 
     /// Stops the writer thread after it has committed everything queued.
@@ -350,7 +458,13 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection> {
         } else {
             OpenFlags::empty()
         };
-    let conn = match Connection::open_with_flags(path, flags) {
+    let opened = if exists && !may_write(path) {
+        // Read-only file or folder: read it without creating anything beside it.
+        open_read_only(path)
+    } else {
+        Connection::open_with_flags(path, flags)
+    };
+    let conn = match opened {
         Ok(c) => c,
         Err(e) => {
             // Read-only file or folder: open read-only so that it can still be read.
@@ -436,9 +550,92 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection> {
     Ok(conn)
 }
 
+/// True when this process may change the database at `path`: write the file, and create
+/// its `-wal` and `-shm` files (or write them where they exist).
+fn may_write(path: &Path) -> bool {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let side = |ext: &str| side_file(path, ext);
+    writable(path) && (writable(folder) || (writable(&side("-wal")) && writable(&side("-shm"))))
+}
+
+/// True when `path` exists and this process may write it (`access(2)`: a read-only mount,
+/// mode bits and root's rights are all taken into account).
+fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// `path` with `ext` appended to its file name (`p.db` → `p.db-wal`).
+fn side_file(path: &Path, ext: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(ext);
+    PathBuf::from(name)
+}
+
+/// Opens a database this process may not change. Opened the ordinary way, SQLite would
+/// create its `-wal` and `-shm` files (read-only, like the database) and leave them behind.
+/// Without them, everything committed is in the file itself, so it is opened `immutable`:
+/// nothing is created or locked (a writer that starts meanwhile is not seen). Where they
+/// exist (a writer is at work, or died), they are read, and nothing is created either.
+fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let wal_empty = std::fs::metadata(side_file(path, "-wal")).map_or(true, |m| m.len() == 0);
+    if wal_empty && !side_file(path, "-shm").exists() {
+        let uri = file_uri(path, "immutable=1");
+        Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
+}
+
+/// An SQLite `file:` URI for `path` with a query string.
+fn file_uri(path: &Path, query: &str) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push('?');
+    uri.push_str(query);
+    uri
+}
+
 /// Applies the migrations the database lacks, each in its own transaction. Safe when
 /// several processes open a new file at once: the version is re-read under the lock.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    // A migration may rebuild a parent table: with foreign keys on, dropping it would
+    // delete every child row. The pragma has no effect inside a transaction, so it is set
+    // here, and set back whatever happens.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = migrate_steps(conn);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    result?;
+    let broken: Option<String> = conn
+        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+        .optional()?;
+    match broken {
+        Some(table) => Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+            Some(format!(
+                "the schema upgrade left rows in `{table}` without their parent"
+            )),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn migrate_steps(conn: &Connection) -> rusqlite::Result<()> {
     loop {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

@@ -12,7 +12,7 @@ use crate::Result;
 const RUN_COLUMNS: &str = "run_id, started_at_ms, ended_at_ms, model, prompt, response, experiment,
     power_source, estimated, sample_interval_ms, host_name, host_os, host_cpu, crate_version,
     writer_pid, status, error, total_energy_mj, attributed_energy_mj, unattributed_energy_mj,
-    dropped_records";
+    dropped_records, duration_ms, measured_ms, warnings";
 
 fn run_from_row(r: &SqlRow) -> rusqlite::Result<Run> {
     let started_at_ms: i64 = r.get(1)?;
@@ -43,6 +43,12 @@ fn run_from_row(r: &SqlRow) -> rusqlite::Result<Run> {
         attributed_energy_mj: r.get(18)?,
         unattributed_energy_mj: r.get(19)?,
         dropped_records: r.get::<_, i64>(20)? as u64,
+        duration_ms: r.get(21)?,
+        measured_ms: r.get(22)?,
+        warnings: r
+            .get::<_, Option<String>>(23)?
+            .map(|w| serde_json::from_str(&w).unwrap_or_else(|_| vec![w]))
+            .unwrap_or_default(),
     })
 }
 
@@ -102,7 +108,12 @@ const TIMED: &str = "start_ns, end_ns, duration_ms, thread_id, energy_mj, exclus
     energy_uncertainty_mj, sample_windows, span_id";
 
 impl Store {
-    fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+    /// Runs `f` on the store's reading connection (so inside a [`Store::read_snapshot`]
+    /// when one is open).
+    pub(crate) fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let conn = self.conn.lock();
         f(&conn).map_err(|e| self.err(e))
     }

@@ -15,6 +15,9 @@ pub enum RunStatus {
     Complete,
     /// The recording process died before finishing: committed rows are kept.
     Incomplete,
+    /// Stopped early on request (Ctrl-C, SIGTERM): everything recorded up to then is kept
+    /// and attributed.
+    Interrupted,
     /// Finished with an error (see the run's `error`).
     Failed,
 }
@@ -26,6 +29,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Complete => "complete",
             RunStatus::Incomplete => "incomplete",
+            RunStatus::Interrupted => "interrupted",
             RunStatus::Failed => "failed",
         }
     }
@@ -36,6 +40,7 @@ impl RunStatus {
             "running" => RunStatus::Running,
             "complete" => RunStatus::Complete,
             "incomplete" => RunStatus::Incomplete,
+            "interrupted" => RunStatus::Interrupted,
             "failed" => RunStatus::Failed,
             _ => return None,
         })
@@ -96,7 +101,7 @@ impl NewRun {
 /// How a run ended, for [`super::Store::finish_run`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunEnd {
-    /// [`RunStatus::Complete`] or [`RunStatus::Failed`].
+    /// [`RunStatus::Complete`], [`RunStatus::Interrupted`] or [`RunStatus::Failed`].
     pub status: RunStatus,
     /// The generated text, where there is one.
     pub response: Option<String>,
@@ -109,8 +114,15 @@ pub struct RunEnd {
     /// Records the caller dropped (e.g. a full queue in the layer); added to the records
     /// the store itself dropped.
     pub dropped_records: u64,
-    /// Why the run failed.
+    /// Why the run failed, or what interrupted it.
     pub error: Option<String>,
+    /// The run's length on the monotonic clock (ms).
+    pub duration_ms: Option<f64>,
+    /// How much of the run power samples covered (ms); `None` without a power source.
+    pub measured_ms: Option<f64>,
+    /// What went wrong with the measurement (a stalled or failing source, dropped
+    /// windows), for a person to read.
+    pub warnings: Vec<String>,
 }
 
 impl RunEnd {
@@ -124,6 +136,9 @@ impl RunEnd {
             unattributed_energy_mj: None,
             dropped_records: 0,
             error: None,
+            duration_ms: None,
+            measured_ms: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -174,6 +189,38 @@ pub struct Run {
     pub unattributed_energy_mj: Option<f64>,
     /// Records dropped while recording.
     pub dropped_records: u64,
+    /// The run's length on the monotonic clock (ms); `None` until it ends.
+    pub duration_ms: Option<f64>,
+    /// How much of the run power samples covered (ms); `None` without a power source or
+    /// until it ends.
+    pub measured_ms: Option<f64>,
+    /// What went wrong with the measurement, for a person to read.
+    pub warnings: Vec<String>,
+}
+
+impl Run {
+    /// The share of the run that power samples covered (0 to 1), when known.
+    pub fn coverage(&self) -> Option<f64> {
+        match (self.measured_ms, self.duration_ms) {
+            (Some(m), Some(d)) if d > 0.0 => Some((m / d).clamp(0.0, 1.0)),
+            _ => None,
+        }
+    }
+
+    /// "energy measured for 0.4 s of 3.1 s (13 %)" when samples covered less than 99.5 %
+    /// of the run, `None` when they covered it (or nothing is known).
+    pub fn coverage_note(&self) -> Option<String> {
+        let (m, d) = (self.measured_ms?, self.duration_ms?);
+        let share = self.coverage()?;
+        (share < 0.995).then(|| {
+            format!(
+                "energy measured for {:.1} s of {:.1} s ({:.0} %)",
+                m / 1000.0,
+                d / 1000.0,
+                share * 100.0
+            )
+        })
+    }
 }
 
 /// When and how much: the columns every timed row shares.

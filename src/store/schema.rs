@@ -42,7 +42,62 @@ macro_rules! timed_columns {
 }
 
 /// Migration `k` takes a database from version `k` to `k + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+
+/// Runs can end `interrupted` (Ctrl-C, SIGTERM), and say how much of their time the power
+/// samples covered and what went wrong with the source. SQLite cannot change a CHECK
+/// constraint in place, so `profiling_runs` is rebuilt (the documented 12-step procedure;
+/// `migrate` turns foreign keys off around it) keeping every run and its AUTOINCREMENT
+/// sequence.
+const V3: &str = "
+CREATE TABLE profiling_runs_v3 (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at_ms INTEGER NOT NULL,
+    ended_at_ms INTEGER,
+    model TEXT,
+    prompt TEXT,
+    response TEXT,
+    experiment TEXT,
+    power_source TEXT,
+    estimated INTEGER NOT NULL DEFAULT 0,
+    sample_interval_ms REAL,
+    host_name TEXT,
+    host_os TEXT,
+    host_cpu TEXT,
+    crate_version TEXT NOT NULL,
+    writer_pid INTEGER,
+    status TEXT NOT NULL DEFAULT 'running'
+        CHECK (status IN ('running', 'complete', 'incomplete', 'interrupted', 'failed')),
+    error TEXT,
+    total_energy_mj REAL,
+    attributed_energy_mj REAL,
+    unattributed_energy_mj REAL,
+    dropped_records INTEGER NOT NULL DEFAULT 0,
+    -- The run's length on the monotonic clock, and how much of it power samples covered.
+    duration_ms REAL,
+    measured_ms REAL,
+    -- What went wrong with the measurement (a JSON array of messages), NULL when nothing.
+    warnings TEXT
+);
+INSERT INTO profiling_runs_v3 (run_id, started_at_ms, ended_at_ms, model, prompt, response,
+    experiment, power_source, estimated, sample_interval_ms, host_name, host_os, host_cpu,
+    crate_version, writer_pid, status, error, total_energy_mj, attributed_energy_mj,
+    unattributed_energy_mj, dropped_records)
+SELECT run_id, started_at_ms, ended_at_ms, model, prompt, response,
+    experiment, power_source, estimated, sample_interval_ms, host_name, host_os, host_cpu,
+    crate_version, writer_pid, status, error, total_energy_mj, attributed_energy_mj,
+    unattributed_energy_mj, dropped_records
+FROM profiling_runs;
+DELETE FROM sqlite_sequence WHERE name = 'profiling_runs_v3';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'profiling_runs_v3', seq FROM sqlite_sequence WHERE name = 'profiling_runs';
+DROP TABLE profiling_runs;
+ALTER TABLE profiling_runs_v3 RENAME TO profiling_runs;
+CREATE INDEX idx_runs_started ON profiling_runs(started_at_ms);
+CREATE INDEX idx_runs_model ON profiling_runs(model, started_at_ms);
+CREATE INDEX idx_runs_experiment ON profiling_runs(experiment, started_at_ms);
+CREATE INDEX idx_runs_status ON profiling_runs(status);
+";
 
 /// Span instances: every timed row says which span it came from; a generic span's row sums
 /// its polls; energy per span path.
@@ -221,3 +276,77 @@ CREATE TABLE deep_operation_metrics (
 );
 "
 );
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+
+    fn q(c: &Connection, sql: &str) -> i64 {
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// A version-2 database keeps every run, child row and id through the V3 rebuild, and
+    /// its foreign keys still cascade afterwards.
+    #[test]
+    fn v3_rebuild_keeps_runs_rows_and_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Connection::open(dir.path().join("v2.db")).unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for step in &MIGRATIONS[..2] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 2).unwrap();
+        for id in 1..=3 {
+            c.execute(
+                "INSERT INTO profiling_runs (run_id, started_at_ms, crate_version, status)
+                 VALUES (?1, 0, '0.1.0', 'complete')",
+                [id],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO tokens (run_id, token_index, phase, start_ns, end_ns, duration_ms)
+                 VALUES (?1, 0, 'prefill', 0, 1, 0.0)",
+                [id],
+            )
+            .unwrap();
+        }
+        c.execute("DELETE FROM profiling_runs WHERE run_id = 3", [])
+            .unwrap();
+        assert_eq!(q(&c, "SELECT COUNT(*) FROM tokens"), 2);
+
+        super::super::migrate(&c).unwrap();
+
+        assert_eq!(q(&c, "PRAGMA user_version"), SCHEMA_VERSION);
+        assert_eq!(q(&c, "SELECT COUNT(*) FROM profiling_runs"), 2);
+        assert_eq!(q(&c, "SELECT COUNT(*) FROM tokens"), 2, "no cascade");
+        c.execute(
+            "INSERT INTO profiling_runs (started_at_ms, crate_version, status)
+             VALUES (0, '0.1.0', 'interrupted')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            q(&c, "SELECT MAX(run_id) FROM profiling_runs"),
+            4,
+            "a deleted run's id is not reused"
+        );
+        assert!(c
+            .execute(
+                "INSERT INTO profiling_runs (started_at_ms, crate_version, status)
+                 VALUES (0, '0.1.0', 'bogus')",
+                [],
+            )
+            .is_err());
+        assert_eq!(q(&c, "PRAGMA foreign_keys"), 1);
+        c.execute("DELETE FROM profiling_runs WHERE run_id = 1", [])
+            .unwrap();
+        assert_eq!(q(&c, "SELECT COUNT(*) FROM tokens"), 1, "cascades again");
+        let names = q(
+            &c,
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_runs_%'",
+        );
+        assert_eq!(names, 4);
+    }
+}

@@ -35,6 +35,20 @@ pub(crate) enum Command {
 }
 
 impl Command {
+    /// Answers a command that waits for a reply with the writer's failure `why`.
+    fn fail(&self, why: &str) {
+        let err = || Error::WriterFailed(why.to_string());
+        match self {
+            Command::CreateRun(_, reply) => {
+                let _ = reply.send(Err(err()));
+            }
+            Command::FinishRun(_, _, reply) | Command::Flush(reply) => {
+                let _ = reply.send(Err(err()));
+            }
+            _ => {}
+        }
+    }
+
     /// Rows this command writes, and the run they belong to.
     pub(crate) fn rows(&self) -> (Option<RunId>, usize) {
         match self {
@@ -107,6 +121,13 @@ impl Writer {
             tracing::error!(path = %state.path.display(), "a batch of records could not be committed: {e}");
         }
         let msg = outcome.as_ref().err().map(|e| e.to_string());
+        if let (Some(m), true) = (&msg, replies.is_empty()) {
+            // The transaction did not even begin: no command was applied, so none has
+            // queued its reply. Answer them here, with the cause.
+            for cmd in &batch {
+                cmd.fail(m);
+            }
+        }
         for reply in replies {
             reply(match &msg {
                 None => Ok(()),
@@ -400,7 +421,8 @@ fn finish_run(
     let n = tx.execute(
         "UPDATE profiling_runs SET ended_at_ms = ?2, status = ?3, response = COALESCE(?4, response),
             total_energy_mj = ?5, attributed_energy_mj = ?6, unattributed_energy_mj = ?7,
-            dropped_records = dropped_records + ?8, error = ?9
+            dropped_records = dropped_records + ?8, error = ?9, duration_ms = ?10,
+            measured_ms = ?11, warnings = ?12
          WHERE run_id = ?1",
         params![
             run,
@@ -412,6 +434,10 @@ fn finish_run(
             end.unattributed_energy_mj,
             (end.dropped_records + store_dropped) as i64,
             end.error,
+            end.duration_ms,
+            end.measured_ms,
+            (!end.warnings.is_empty())
+                .then(|| serde_json::to_string(&end.warnings).unwrap_or_default()),
         ],
     )?;
     if n == 0 {

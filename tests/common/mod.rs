@@ -182,8 +182,11 @@ impl PowerSource for KnownPower {
         Availability::Available("synthetic".into())
     }
     fn run(&mut self, ctx: &mut SourceContext) -> tracing_energy::Result<SourceEnd> {
-        let mut start = tracing_energy::clock::now_ns();
         let len = self.window.as_nanos() as u64;
+        // The power is known by construction, so the windows may start before this thread
+        // did: ten windows back, so that a sampler thread started late on a loaded machine
+        // still covers sections begun right after the layer was built.
+        let mut start = tracing_energy::clock::now_ns().saturating_sub(10 * len);
         for k in 0.. {
             let end = start + len;
             let now = tracing_energy::clock::now_ns();

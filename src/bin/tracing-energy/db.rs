@@ -1,16 +1,16 @@
-//! The database subcommands: runs, show, summary, tokens, layers, hot, search, delete,
-//! compare, report, export (`spans` is in its own module).
+//! The database subcommands: runs, show, summary, tokens, layers, hot, search, delete
+//! (`spans`, `compare`, and `report` with `export` are in their own modules), and what
+//! they share: the `--db` and RUN arguments, opening the database, the exit-code errors.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use tracing_energy::store::{Run, RunFilter, RunId, RunSummary, Store};
+use tracing_energy::store::{Run, RunFilter, RunId, RunStatus, RunSummary, Store};
 
-use crate::table::{num, short, Table};
+use crate::table::{num, printable, short, Table};
 
 /// The database to read.
 #[derive(Args, Debug, Clone)]
@@ -42,42 +42,93 @@ impl std::fmt::Display for NotFound {
 
 impl std::error::Error for NotFound {}
 
+/// An error that means "bad usage" (exit code 2), found after parsing the arguments.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A run as given on the command line: `latest` (any case) or a run id (1 or more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunRef {
+    /// The newest run.
+    Latest,
+    /// The run with this id.
+    Id(RunId),
+}
+
+impl std::str::FromStr for RunRef {
+    type Err = String;
+
+    /// Parses a RUN argument; clap reports a bad one as bad usage (exit 2).
+    fn from_str(text: &str) -> Result<RunRef, String> {
+        const FIX: &str =
+            "Fix: give a run id (1 or more, as `tracing-energy runs` lists them) or `latest`";
+        if text.eq_ignore_ascii_case("latest") {
+            return Ok(RunRef::Latest);
+        }
+        let shown = printable(text);
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return match text.parse::<RunId>() {
+                Ok(0) => Err(format!("`0` is not a run: run ids start at 1. {FIX}")),
+                Ok(id) => Ok(RunRef::Id(id)),
+                Err(_) => Err(format!(
+                    "`{shown}` is not a run: run ids go up to {}. {FIX}",
+                    RunId::MAX
+                )),
+            };
+        }
+        Err(format!("`{shown}` is not a run. {FIX}"))
+    }
+}
+
+impl std::fmt::Display for RunRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunRef::Latest => f.write_str("latest"),
+            RunRef::Id(id) => write!(f, "{id}"),
+        }
+    }
+}
+
+/// Opens an existing database (a missing one is [`NotFound`]).
 pub fn open(db: &Path) -> anyhow::Result<Store> {
     if !db.exists() {
         return Err(NotFound(format!(
             "database {} does not exist. Fix: record a run first (`cargo run --release --example profile`), or pass --db PATH / set TRACING_ENERGY_DB",
-            db.display()
+            printable(&db.display().to_string())
         ))
         .into());
     }
     Ok(Store::open_existing(db)?)
 }
 
-/// Resolves `latest` or a run id.
-pub fn resolve(store: &Store, run: &str) -> anyhow::Result<Run> {
-    if run == "latest" {
-        return store.latest_run()?.ok_or_else(|| {
+/// The run `run` names; [`NotFound`] when there is none.
+pub fn resolve(store: &Store, run: RunRef) -> anyhow::Result<Run> {
+    let path = printable(&store.path().display().to_string()).into_owned();
+    match run {
+        RunRef::Latest => store.latest_run()?.ok_or_else(|| {
             NotFound(format!(
-                "database {} has no runs yet. Fix: record one with `cargo run --release --example profile`",
-                store.path().display()
+                "database {path} has no runs yet. Fix: record one with `cargo run --release --example profile`"
             ))
             .into()
-        });
+        }),
+        RunRef::Id(id) => store.get_run(id)?.ok_or_else(|| {
+            NotFound(format!(
+                "database {path} has no run {id}. Fix: list the runs with `tracing-energy runs`"
+            ))
+            .into()
+        }),
     }
-    let id: RunId = run.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "`{run}` is not a run: give a run id (see `tracing-energy runs`) or `latest`"
-        )
-    })?;
-    store.get_run(id)?.ok_or_else(|| {
-        NotFound(format!(
-            "database {} has no run {id}. Fix: list the runs with `tracing-energy runs`",
-            store.path().display()
-        ))
-        .into()
-    })
 }
 
+/// Prints `v` as pretty JSON on standard output.
 pub fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
@@ -175,7 +226,10 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<()> {
         ListFormat::Json => json(&runs),
         ListFormat::Table => {
             if runs.is_empty() {
-                eprintln!("no runs match in {}", store.path().display());
+                eprintln!(
+                    "no runs match in {}",
+                    printable(&store.path().display().to_string())
+                );
             }
             print!("{}", runs_table(&runs));
             Ok(())
@@ -189,7 +243,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// A run id, or `latest`.
-    pub run: String,
+    pub run: RunRef,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: ListFormat,
@@ -197,7 +251,7 @@ pub struct RunArgs {
 
 pub fn show(a: RunArgs) -> anyhow::Result<()> {
     let store = open(&a.db.db)?;
-    let run = resolve(&store, &a.run)?;
+    let run = resolve(&store, a.run)?;
     if let ListFormat::Json = a.format {
         return json(&run);
     }
@@ -216,6 +270,9 @@ pub fn show(a: RunArgs) -> anyhow::Result<()> {
     if run.estimated {
         println!("NOTE: the energy of this run is ESTIMATED from CPU time, not measured.");
     }
+    if let Some(note) = run.coverage_note() {
+        println!("WARNING: {note}: the rest of the run is unmeasured.");
+    }
     print!("{}", t.render());
     Ok(())
 }
@@ -228,7 +285,7 @@ fn summary_text(s: &RunSummary) -> String {
         format!("{:?}", s.run.status).to_lowercase(),
         s.tokens,
         s.power_samples,
-        s.run.power_source.as_deref().unwrap_or("none"),
+        printable(s.run.power_source.as_deref().unwrap_or("none")),
         if s.run.estimated { " (ESTIMATED)" } else { "" }
     ));
     out.push_str(&format!(
@@ -237,6 +294,20 @@ fn summary_text(s: &RunSummary) -> String {
         num(s.run.attributed_energy_mj, 1),
         num(s.run.unattributed_energy_mj, 1)
     ));
+    if let Some(note) = s.run.coverage_note() {
+        out.insert_str(
+            out.len() - "\nphases\n".len(),
+            &format!(
+                "WARNING: {note}: the rest of the run is unmeasured, and shares are of the measured part\n"
+            ),
+        );
+    }
+    for w in &s.run.warnings {
+        out.insert_str(
+            out.len() - "\nphases\n".len(),
+            &format!("warning: {}\n", printable(w)),
+        );
+    }
     let mut t = Table::new([
         "phase",
         "sections",
@@ -306,7 +377,8 @@ fn hot_table(s: &RunSummary, limit: usize) -> String {
     t.render()
 }
 
-fn get_summary(store: &Store, run: &Run) -> anyhow::Result<RunSummary> {
+/// The run's summary (it was just resolved: its absence is an error, not "not found").
+pub fn get_summary(store: &Store, run: &Run) -> anyhow::Result<RunSummary> {
     store
         .get_run_summary(run.run_id)?
         .with_context(|| format!("run {} disappeared while reading it", run.run_id))
@@ -314,7 +386,7 @@ fn get_summary(store: &Store, run: &Run) -> anyhow::Result<RunSummary> {
 
 pub fn summary(a: RunArgs) -> anyhow::Result<()> {
     let store = open(&a.db.db)?;
-    let run = resolve(&store, &a.run)?;
+    let run = resolve(&store, a.run)?;
     let s = get_summary(&store, &run)?;
     match a.format {
         ListFormat::Json => json(&s),
@@ -327,7 +399,7 @@ pub fn summary(a: RunArgs) -> anyhow::Result<()> {
 
 pub fn tokens(a: RunArgs) -> anyhow::Result<()> {
     let store = open(&a.db.db)?;
-    let run = resolve(&store, &a.run)?;
+    let run = resolve(&store, a.run)?;
     let rows = store.get_tokens(run.run_id)?;
     if let ListFormat::Json = a.format {
         return json(&rows);
@@ -374,7 +446,7 @@ pub struct LayersArgs {
 
 pub fn layers(a: LayersArgs) -> anyhow::Result<()> {
     let store = open(&a.run.db.db)?;
-    let run = resolve(&store, &a.run.run)?;
+    let run = resolve(&store, a.run.run)?;
     match a.token {
         Some(tok) => {
             let rows = store.get_layer_metrics(run.run_id, tok)?;
@@ -440,7 +512,7 @@ pub struct HotArgs {
 
 pub fn hot(a: HotArgs) -> anyhow::Result<()> {
     let store = open(&a.run.db.db)?;
-    let run = resolve(&store, &a.run.run)?;
+    let run = resolve(&store, a.run.run)?;
     let s = get_summary(&store, &run)?;
     match a.run.format {
         ListFormat::Json => json(&s.hottest.iter().take(a.limit).collect::<Vec<_>>()),
@@ -476,7 +548,7 @@ pub fn search(a: SearchArgs) -> anyhow::Result<()> {
         ListFormat::Json => json(&runs),
         ListFormat::Table => {
             if runs.is_empty() {
-                eprintln!("no prompt contains {:?}", a.text);
+                eprintln!("no prompt contains \"{}\"", printable(&a.text));
             }
             print!("{}", runs_table(&runs));
             Ok(())
@@ -490,357 +562,34 @@ pub struct DeleteArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// A run id, or `latest`.
-    pub run: String,
+    pub run: RunRef,
+    /// Delete the run even while it is being recorded (its recorder then fails).
+    #[arg(long)]
+    pub force: bool,
 }
 
+/// `delete RUN [--force]`. A run being recorded (status `running`: its process is alive,
+/// or on another host) is kept unless `--force`.
 pub fn delete(a: DeleteArgs) -> anyhow::Result<()> {
     let store = open(&a.db.db)?;
-    let run = resolve(&store, &a.run)?;
+    let run = resolve(&store, a.run)?;
+    if run.status == RunStatus::Running && !a.force {
+        let by = match (run.writer_pid, &run.host.name) {
+            (Some(pid), Some(host)) => format!(", process {pid} on {}", printable(host)),
+            (Some(pid), None) => format!(", process {pid}"),
+            (None, _) => String::new(),
+        };
+        bail!(
+            "run {} is being recorded (status running{by}). Fix: wait for it to finish, or \
+             pass --force to delete it anyway",
+            run.run_id
+        );
+    }
     store.delete_run(run.run_id)?;
     println!(
         "deleted run {} and all its rows from {}",
         run.run_id,
-        store.path().display()
+        printable(&store.path().display().to_string())
     );
-    Ok(())
-}
-
-/// `compare A B`.
-#[derive(Args, Debug)]
-pub struct CompareArgs {
-    #[command(flatten)]
-    pub db: DbArg,
-    /// The first run (id or `latest`).
-    pub a: String,
-    /// The second run.
-    pub b: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    pub format: ListFormat,
-}
-
-#[derive(Serialize)]
-struct Side {
-    duration_ms: Option<f64>,
-    energy_mj: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct CompareRow {
-    what: String,
-    a: Side,
-    b: Side,
-    delta_duration_ms: Option<f64>,
-    delta_energy_mj: Option<f64>,
-    delta_energy_pct: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct Comparison {
-    a: Run,
-    b: Run,
-    phases: Vec<CompareRow>,
-    layers: Vec<CompareRow>,
-    components: Vec<CompareRow>,
-}
-
-fn pair(what: String, a: (Option<f64>, Option<f64>), b: (Option<f64>, Option<f64>)) -> CompareRow {
-    let d = |x: Option<f64>, y: Option<f64>| x.zip(y).map(|(x, y)| y - x);
-    CompareRow {
-        what,
-        delta_duration_ms: d(a.0, b.0),
-        delta_energy_mj: d(a.1, b.1),
-        delta_energy_pct: a
-            .1
-            .zip(b.1)
-            .filter(|(x, _)| *x != 0.0)
-            .map(|(x, y)| (y - x) / x * 100.0),
-        a: Side {
-            duration_ms: a.0,
-            energy_mj: a.1,
-        },
-        b: Side {
-            duration_ms: b.0,
-            energy_mj: b.1,
-        },
-    }
-}
-
-fn join<K: Ord + Clone>(
-    a: BTreeMap<K, (Option<f64>, Option<f64>)>,
-    b: BTreeMap<K, (Option<f64>, Option<f64>)>,
-    name: impl Fn(&K) -> String,
-) -> Vec<CompareRow> {
-    let mut keys: Vec<K> = a.keys().chain(b.keys()).cloned().collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .map(|k| {
-            pair(
-                name(&k),
-                a.get(&k).copied().unwrap_or((None, None)),
-                b.get(&k).copied().unwrap_or((None, None)),
-            )
-        })
-        .collect()
-}
-
-pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
-    let store = open(&a.db.db)?;
-    let (ra, rb) = (resolve(&store, &a.a)?, resolve(&store, &a.b)?);
-    let (sa, sb) = (get_summary(&store, &ra)?, get_summary(&store, &rb)?);
-    let phases = |s: &RunSummary| {
-        s.phases
-            .iter()
-            .map(|p| (p.phase.clone(), (Some(p.duration_ms), p.energy_mj)))
-            .collect::<BTreeMap<_, _>>()
-    };
-    let layers = |s: &RunSummary| {
-        s.layers
-            .iter()
-            .map(|l| (l.layer_index, (Some(l.mean_duration_ms), l.mean_energy_mj)))
-            .collect::<BTreeMap<_, _>>()
-    };
-    let comps = |s: &RunSummary| {
-        s.components
-            .iter()
-            .map(|c| {
-                (
-                    c.component.clone(),
-                    (Some(c.mean_duration_ms), c.mean_energy_mj),
-                )
-            })
-            .collect::<BTreeMap<_, _>>()
-    };
-    let cmp = Comparison {
-        phases: join(phases(&sa), phases(&sb), |k| k.clone()),
-        layers: join(layers(&sa), layers(&sb), |k| format!("layer {k}")),
-        components: join(comps(&sa), comps(&sb), |k| k.clone()),
-        a: ra,
-        b: rb,
-    };
-    if let ListFormat::Json = a.format {
-        return json(&cmp);
-    }
-    println!(
-        "A = run {} ({}{}), B = run {} ({}{})",
-        cmp.a.run_id,
-        cmp.a.model.as_deref().unwrap_or("?"),
-        if cmp.a.estimated { ", estimated" } else { "" },
-        cmp.b.run_id,
-        cmp.b.model.as_deref().unwrap_or("?"),
-        if cmp.b.estimated { ", estimated" } else { "" }
-    );
-    for (title, rows) in [
-        ("phases (total)", &cmp.phases),
-        ("layers (mean per token)", &cmp.layers),
-        ("components (mean per row)", &cmp.components),
-    ] {
-        println!("\n{title}");
-        let mut t = Table::new(["", "A_ms", "B_ms", "Δms", "A_mJ", "B_mJ", "ΔmJ", "Δ%"]);
-        for r in rows.iter() {
-            t.row([
-                r.what.clone(),
-                num(r.a.duration_ms, 3),
-                num(r.b.duration_ms, 3),
-                num(r.delta_duration_ms, 3),
-                num(r.a.energy_mj, 2),
-                num(r.b.energy_mj, 2),
-                num(r.delta_energy_mj, 2),
-                num(r.delta_energy_pct, 1),
-            ]);
-        }
-        print!("{}", t.render());
-    }
-    Ok(())
-}
-
-/// `report RUN -o FILE.html`.
-#[derive(Args, Debug)]
-pub struct ReportArgs {
-    #[command(flatten)]
-    pub db: DbArg,
-    /// A run id, or `latest`.
-    pub run: String,
-    /// The HTML file to write.
-    #[arg(short, long)]
-    pub output: PathBuf,
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| {
-        format!(
-            "cannot write {}: check that its folder exists and is writable",
-            path.display()
-        )
-    })
-}
-
-pub fn report(a: ReportArgs) -> anyhow::Result<()> {
-    let store = open(&a.db.db)?;
-    let run = resolve(&store, &a.run)?;
-    let html = tracing_energy::report::html::render(&store, run.run_id)?;
-    write_file(&a.output, html.as_bytes())?;
-    println!(
-        "wrote the report of run {} to {}",
-        run.run_id,
-        a.output.display()
-    );
-    Ok(())
-}
-
-/// Export formats.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ExportFormat {
-    /// Chrome trace JSON (open in Perfetto or chrome://tracing).
-    Chrome,
-    /// Every timed row as CSV.
-    Csv,
-    /// The whole run as JSON.
-    Json,
-    /// Energy per span path as folded stacks (`path microjoules` lines) for
-    /// inferno-flamegraph or flamegraph.pl.
-    Folded,
-}
-
-/// `export RUN --format chrome|csv|json|folded [-o FILE]`.
-#[derive(Args, Debug)]
-pub struct ExportArgs {
-    #[command(flatten)]
-    pub db: DbArg,
-    /// A run id, or `latest`.
-    pub run: String,
-    /// What to write.
-    #[arg(long, value_enum)]
-    pub format: ExportFormat,
-    /// The file to write (default: standard output).
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
-}
-
-#[derive(Serialize)]
-struct FullRun {
-    run: Run,
-    sections: Vec<tracing_energy::store::Row<tracing_energy::store::PipelineSection>>,
-    tokens: Vec<tracing_energy::store::Row<tracing_energy::store::TokenRecord>>,
-    layers: Vec<tracing_energy::store::Row<tracing_energy::store::LayerRecord>>,
-    components: Vec<tracing_energy::store::Row<tracing_energy::store::ComponentRecord>>,
-    operations: Vec<tracing_energy::store::Row<tracing_energy::store::OperationRecord>>,
-    power: Vec<tracing_energy::store::PowerRow>,
-}
-
-fn full_run(store: &Store, run: Run) -> anyhow::Result<FullRun> {
-    let id = run.run_id;
-    Ok(FullRun {
-        sections: store.get_pipeline_sections(id)?,
-        tokens: store.get_tokens(id)?,
-        layers: store.get_run_layers(id)?,
-        components: store.get_run_components(id)?,
-        operations: store.get_run_operations(id)?,
-        power: store.get_power_timeline(id)?,
-        run,
-    })
-}
-
-fn csv_cell(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => {
-            if s.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s.clone()
-            }
-        }
-        other => other.to_string(),
-    }
-}
-
-fn csv(full: &FullRun) -> anyhow::Result<String> {
-    const COLS: [&str; 22] = [
-        "level",
-        "id",
-        "token_index",
-        "layer_index",
-        "component_index",
-        "op_index",
-        "name",
-        "kind",
-        "phase",
-        "thread_id",
-        "start_ns",
-        "end_ns",
-        "duration_ms",
-        "energy_mj",
-        "exclusive_energy_mj",
-        "cpu_energy_mj",
-        "gpu_energy_mj",
-        "ane_energy_mj",
-        "dram_energy_mj",
-        "energy_method",
-        "energy_uncertainty_mj",
-        "sample_windows",
-    ];
-    let mut out = COLS.join(",");
-    out.push('\n');
-    let mut push = |level: &str, v: serde_json::Value, name_key: &str| {
-        let get = |k: &str| v.get(k).cloned().unwrap_or(serde_json::Value::Null);
-        let cells: Vec<String> = COLS
-            .iter()
-            .map(|c| match *c {
-                "level" => level.to_string(),
-                "name" => csv_cell(&get(name_key)),
-                "kind" => csv_cell(&get(if level == "component" {
-                    "component"
-                } else {
-                    "kind"
-                })),
-                other => csv_cell(&get(other)),
-            })
-            .collect();
-        out.push_str(&cells.join(","));
-        out.push('\n');
-    };
-    for s in &full.sections {
-        push("section", serde_json::to_value(s)?, "name");
-    }
-    for t in &full.tokens {
-        push("token", serde_json::to_value(t)?, "text");
-    }
-    for l in &full.layers {
-        push("layer", serde_json::to_value(l)?, "layer_index");
-    }
-    for c in &full.components {
-        push("component", serde_json::to_value(c)?, "name");
-    }
-    for o in &full.operations {
-        push("operation", serde_json::to_value(o)?, "operation");
-    }
-    Ok(out)
-}
-
-pub fn export(a: ExportArgs) -> anyhow::Result<()> {
-    let store = open(&a.db.db)?;
-    let run = resolve(&store, &a.run)?;
-    let id = run.run_id;
-    let bytes = match a.format {
-        ExportFormat::Chrome => {
-            tracing_energy::report::trace::chrome_trace_string(&store, id)?.into_bytes()
-        }
-        ExportFormat::Json => serde_json::to_vec_pretty(&full_run(&store, run)?)?,
-        ExportFormat::Csv => csv(&full_run(&store, run)?)?.into_bytes(),
-        ExportFormat::Folded => tracing_energy::report::folded_stacks(&store, id)??.into_bytes(),
-    };
-    match &a.output {
-        Some(path) => {
-            write_file(path, &bytes)?;
-            println!("wrote run {id} as {:?} to {}", a.format, path.display());
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()?;
-        }
-    }
     Ok(())
 }

@@ -1,15 +1,23 @@
 //! The `tracing-energy` command-line tool.
 //!
-//! Exit codes: 0 success, 1 error, 2 bad usage, 3 not found (no database, no such run, an
-//! empty database).
+//! Exit codes: 0 success, 1 error, 2 bad usage (also a bad value: a RUN that is neither a
+//! run id nor `latest`, an output file that is the database), 3 not found (no database, no
+//! such run, an empty database).
+//!
+//! Errors are one line, `error: ...`, that names the problem and the fix; never a stack
+//! backtrace. Text read from a database (prompts, tags, names) is printed with its control
+//! characters escaped (`\x1b`), so that it cannot drive the terminal; JSON output keeps it
+//! exact. Output into a closed pipe (`| head`) ends the listing commands quietly.
 
+mod compare;
 mod db;
+mod export;
 mod spans;
 mod table;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -53,11 +61,11 @@ enum Command {
     /// Delete a run and all its rows.
     Delete(db::DeleteArgs),
     /// Two runs side by side: time and energy per phase, layer and component, with deltas.
-    Compare(db::CompareArgs),
+    Compare(compare::CompareArgs),
     /// Write a self-contained HTML report of a run.
-    Report(db::ReportArgs),
+    Report(export::ReportArgs),
     /// Export a run: Chrome/Perfetto trace, CSV, JSON or folded stacks (flame graphs).
-    Export(db::ExportArgs),
+    Export(export::ExportArgs),
     /// Profile a llama-family GGUF model (default SmolLM2-135M) generating text.
     #[cfg(feature = "candle")]
     Profile(Box<tracing_energy::candle::profile::ProfileArgs>),
@@ -69,15 +77,37 @@ struct SampleArgs {
     /// capture).
     #[arg(long, default_value = "auto")]
     source: String,
-    /// Window length in milliseconds (a replay keeps its recorded windows).
-    #[arg(long, default_value_t = 100)]
+    /// Window length in milliseconds, 1 to 600000 (a replay keeps its recorded windows).
+    #[arg(long, default_value_t = 100, value_parser = parse_interval_ms)]
     interval_ms: u64,
-    /// Stop after this many samples (default: until Ctrl-C, or the end of a replay).
-    #[arg(long)]
+    /// Stop after this many samples, 1 or more (default: until Ctrl-C, or the end of a
+    /// replay).
+    #[arg(long, value_parser = parse_count)]
     count: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+}
+
+/// The longest `sample` window: 10 minutes.
+const MAX_INTERVAL_MS: u64 = 600_000;
+
+fn parse_interval_ms(text: &str) -> Result<u64, String> {
+    let fix = format!("Fix: give a window length from 1 to {MAX_INTERVAL_MS} ms, e.g. 100");
+    match text.parse::<u64>() {
+        Ok(ms @ 1..=MAX_INTERVAL_MS) => Ok(ms),
+        Ok(_) => Err(format!("out of range. {fix}")),
+        Err(_) => Err(format!("not a whole number of milliseconds. {fix}")),
+    }
+}
+
+fn parse_count(text: &str) -> Result<u64, String> {
+    let fix = "Fix: give 1 or more, or leave --count out to sample until Ctrl-C";
+    match text.parse::<u64>() {
+        Ok(n @ 1..) => Ok(n),
+        Ok(_) => Err(format!("--count 0 would print nothing. {fix}")),
+        Err(_) => Err(format!("not a number of samples for --count. {fix}")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -124,6 +154,19 @@ impl<'a> SampleLine<'a> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Output into a closed pipe (`tracing-energy runs | head -1`) ends the process quietly,
+    // as for other command-line tools, instead of a panic with a backtrace. Not for
+    // `sample` and `profile`: they stop their power source (and finish the run) first.
+    #[cfg(feature = "candle")]
+    let keeps_sigpipe = matches!(cli.command, Command::Sample(_) | Command::Profile(_));
+    #[cfg(not(feature = "candle"))]
+    let keeps_sigpipe = matches!(cli.command, Command::Sample(_));
+    if !keeps_sigpipe {
+        // SAFETY: restores the default action of one signal, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     #[cfg(feature = "candle")]
     let installs_its_own = matches!(cli.command, Command::Profile(_));
     #[cfg(not(feature = "candle"))]
@@ -150,27 +193,56 @@ fn main() -> ExitCode {
         Command::Spans(a) => spans::spans(a).map(|()| ExitCode::SUCCESS),
         Command::Search(a) => db::search(a).map(|()| ExitCode::SUCCESS),
         Command::Delete(a) => db::delete(a).map(|()| ExitCode::SUCCESS),
-        Command::Compare(a) => db::compare(a).map(|()| ExitCode::SUCCESS),
-        Command::Report(a) => db::report(a).map(|()| ExitCode::SUCCESS),
-        Command::Export(a) => db::export(a).map(|()| ExitCode::SUCCESS),
+        Command::Compare(a) => compare::compare(a).map(|()| ExitCode::SUCCESS),
+        Command::Report(a) => export::report(a).map(|()| ExitCode::SUCCESS),
+        Command::Export(a) => export::export(a).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "candle")]
         Command::Profile(args) => profile(args),
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            if e.downcast_ref::<db::NotFound>().is_some() {
-                ExitCode::from(3)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+        Err(e) => exit_with(&e),
     }
+}
+
+/// Prints the error (its chain on one line, `{:#}`: never a backtrace) and picks the exit
+/// code.
+fn exit_with(e: &anyhow::Error) -> ExitCode {
+    let closed_pipe = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if closed_pipe {
+        // The reader went away (`| head`): nothing to say, nobody to say it to.
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("error: {}", table::printable_lines(&format!("{e:#}")));
+    let unknown_run = matches!(
+        e.downcast_ref::<tracing_energy::Error>(),
+        Some(tracing_energy::Error::UnknownRun { .. })
+    );
+    if e.downcast_ref::<db::NotFound>().is_some() || unknown_run {
+        ExitCode::from(3)
+    } else if e.downcast_ref::<db::Usage>().is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// How long `sample` waits for a sample (from the start, or since the last one) before it
+/// calls the source hung: 5 windows, and at least 5 s.
+fn stall_limit(interval: Duration) -> Duration {
+    (interval * 5).max(Duration::from_secs(5))
 }
 
 fn sample(args: SampleArgs) -> anyhow::Result<ExitCode> {
     let spec = SourceSpec::parse(&args.source)?;
+    // A replay keeps its recorded windows, however long: it cannot hang.
+    let stall = match spec {
+        SourceSpec::Replay(_) => None,
+        _ => Some(stall_limit(Duration::from_millis(args.interval_ms))),
+    };
     let source = spec.build()?;
     let (tx, rx) = crossbeam_channel::unbounded();
     let config = SamplerConfig::new(Duration::from_millis(args.interval_ms))
@@ -193,14 +265,25 @@ fn sample(args: SampleArgs) -> anyhow::Result<ExitCode> {
     }
     let mut printed = 0u64;
     let wanted = args.count.unwrap_or(u64::MAX);
+    let mut last = Instant::now();
+    let mut stalled = None;
     while printed < wanted {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(s) => {
-                print_sample(&mut out, &s, args.format)?;
+                last = Instant::now();
+                if let Err(e) = print_sample(&mut out, &s, args.format) {
+                    // Stop the source before leaving (e.g. the reader of a pipe went away).
+                    drop(sampler.stop());
+                    return Err(e);
+                }
                 printed += 1;
             }
             Err(RecvTimeoutError::Timeout) => {
                 if sampler.status() != SamplerStatus::Running {
+                    break;
+                }
+                if let Some(limit) = stall.filter(|l| last.elapsed() >= *l) {
+                    stalled = Some(limit);
                     break;
                 }
             }
@@ -209,6 +292,14 @@ fn sample(args: SampleArgs) -> anyhow::Result<ExitCode> {
     }
     drop(out);
     let report = sampler.stop();
+    if let Some(limit) = stalled {
+        bail!(
+            "power source `{}` delivered no sample in {} s: it may be hung. Fix: run \
+             `tracing-energy doctor`",
+            report.source,
+            seconds(limit)
+        );
+    }
     for (kind, n) in &report.rejected {
         eprintln!("note: {n} window(s) dropped ({kind})");
     }
@@ -221,6 +312,16 @@ fn sample(args: SampleArgs) -> anyhow::Result<ExitCode> {
         }
         _ if printed == 0 => bail!("power source `{}` delivered no sample", report.source),
         _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Seconds as printed in messages: `5`, `7.5`.
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s:.1}")
     }
 }
 
@@ -254,45 +355,79 @@ fn print_sample(out: &mut impl Write, s: &PowerSample, format: Format) -> anyhow
 
 #[cfg(feature = "candle")]
 fn profile(args: Box<tracing_energy::candle::profile::ProfileArgs>) -> anyhow::Result<ExitCode> {
-    use tracing_energy::candle::profile::{print_summary, run};
-    let summary = run(&args)?;
+    use tracing_energy::candle::profile::{print_summary, run, Interrupt};
+    let interrupt = Interrupt::install()?;
+    let summary = run(&args, Some(interrupt.flag()))?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         print_summary(&summary);
     }
-    Ok(ExitCode::SUCCESS)
+    // 128 + the signal, as a shell reports a program a signal stopped.
+    Ok(match interrupt.exit_code() {
+        Some(code) if summary.interrupted() => ExitCode::from(code),
+        _ => ExitCode::SUCCESS,
+    })
 }
 
 fn doctor() -> anyhow::Result<ExitCode> {
+    use tracing_energy::power::{probe, PROBE_INTERVAL, PROBE_TIMEOUT};
     let sources: Vec<(&str, Box<dyn PowerSource>)> = vec![
         ("powermetrics", Box::new(PowermetricsSource::new())),
         ("estimate", Box::new(EstimateSource::new())),
     ];
-    for (label, source) in &sources {
+    let mut out = std::io::stdout().lock();
+    for (label, source) in sources {
         match source.is_available() {
             Availability::Available(what) => {
-                println!("{label:<14} available    {what}");
+                // Found is not working: run it until its first sample.
+                let started = std::time::Instant::now();
+                match probe(source, PROBE_INTERVAL, PROBE_TIMEOUT) {
+                    Ok(s) => writeln!(
+                        out,
+                        "{label:<14} works        {what}; first sample after {:.0} ms: {:.0} mW{}",
+                        started.elapsed().as_secs_f64() * 1000.0,
+                        s.total_mw(),
+                        if s.estimated { " (estimated)" } else { "" }
+                    )?,
+                    Err(e) => {
+                        writeln!(
+                            out,
+                            "{label:<14} broken       {what}, but it did not work: {e}"
+                        )?;
+                        writeln!(
+                            out,
+                            "{:<14}              fix: follow the message above; `tracing-energy sample --source {label} --count 1` tries it again",
+                            ""
+                        )?;
+                    }
+                }
             }
             Availability::Unavailable { reason, fix } => {
-                println!("{label:<14} unavailable  {reason}");
-                println!("{:<14}              fix: {fix}", "");
+                writeln!(out, "{label:<14} unavailable  {reason}")?;
+                writeln!(out, "{:<14}              fix: {fix}", "")?;
             }
         }
+        out.flush()?;
     }
-    println!(
+    writeln!(
+        out,
         "{:<14} available    any `powermetrics -f plist` capture file: --source replay:PATH",
         "replay:PATH"
-    );
-    let auto = SourceSpec::Auto.build()?;
-    println!(
+    )?;
+    let auto = SourceSpec::Auto.choose()?;
+    writeln!(
+        out,
         "\nauto picks: {}{}",
-        auto.name(),
-        if auto.estimated() {
-            " (an ESTIMATE: no power sensor found)"
+        auto.source.name(),
+        if auto.source.estimated() {
+            " (an ESTIMATE: no working power sensor found)"
         } else {
             ""
         }
-    );
+    )?;
+    if let Some(note) = auto.note {
+        writeln!(out, "{note}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }

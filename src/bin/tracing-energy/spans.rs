@@ -34,7 +34,7 @@ fn share(exclusive_mj: Option<f64>, total_mj: Option<f64>) -> Option<f64> {
 
 pub fn spans(a: SpansArgs) -> anyhow::Result<()> {
     let store = open(&a.run.db.db)?;
-    let run = resolve(&store, &a.run.run)?;
+    let run = resolve(&store, a.run.run)?;
     let mut rows = store.get_span_rollup(run.run_id)?;
     if let Some(n) = a.limit {
         rows.truncate(n);

@@ -3,6 +3,7 @@
 //! spans into instance rows ([`instances`]), and hands the rows to the store ([`rows`]).
 //! It also ends the run, or rotates to the next.
 
+mod health;
 mod instances;
 mod intake;
 mod rows;
@@ -21,6 +22,7 @@ use crate::attribution::{EnergyStream, SectionEnergy};
 use crate::power::{SampleBuffer, Sampler, SamplerStatus, SourceId};
 use crate::store::{NewRun, RunEnd, RunId, RunStatus, Store};
 use crate::{clock, Error, Result};
+use health::SourceHealth;
 use instances::Instances;
 use intake::{Intake, Queued};
 use rows::Rows;
@@ -37,10 +39,24 @@ pub(crate) struct Setup {
     pub(crate) interval: Duration,
     pub(crate) memory_budget: usize,
     pub(crate) rotate_every: Option<Duration>,
+    pub(crate) finish_wait: Duration,
+    /// Warnings known when the run starts (e.g. `auto` falling back to the estimate).
+    pub(crate) notes: Vec<String>,
+}
+
+/// How a run ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Normally.
+    Complete,
+    /// Stopped early on request; the text says by what.
+    Interrupted(String),
+    /// With an error; the text says why.
+    Failed(String),
 }
 
 enum Control {
-    Finish(Option<String>),
+    Finish(Ending),
     Rotate(Box<NewRun>),
 }
 
@@ -57,9 +73,9 @@ fn gone() -> Error {
 }
 
 impl ProcessorHandle {
-    pub(crate) fn finish(self, failure: Option<String>) -> Result<RunReport> {
+    pub(crate) fn finish(self, ending: Ending) -> Result<RunReport> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let sent = self.control.send((Control::Finish(failure), tx)).is_ok();
+        let sent = self.control.send((Control::Finish(ending), tx)).is_ok();
         let reply = if sent { rx.recv().ok() } else { None };
         let joined = self.thread.join();
         match (reply, joined) {
@@ -110,7 +126,6 @@ pub(crate) struct Processor {
     buffer: Arc<SampleBuffer>,
     sampler: Option<Sampler>,
     source: Option<SourceId>,
-    interval: Duration,
     budget: usize,
     rotate_every: Option<Duration>,
     current: Arc<AtomicI64>,
@@ -133,6 +148,10 @@ pub(crate) struct Processor {
     last_write: Instant,
     /// Set when the run ends for good (not a rotation): every sample left is copied.
     finishing: bool,
+    /// How long the end of a run waits for the samples covering it.
+    finish_wait: Duration,
+    /// Whether the source keeps delivering, and the run's warnings.
+    health: SourceHealth,
 }
 
 impl Processor {
@@ -144,13 +163,13 @@ impl Processor {
             .name("tracing-energy-processor".into())
             .spawn(move || {
                 let source = setup.sampler.as_ref().map(|s| s.source_id());
+                let source_name = setup.run.power_source.clone();
                 let p = Processor {
                     shared: setup.shared,
                     store: setup.store,
                     buffer: setup.buffer,
                     sampler: setup.sampler,
                     source,
-                    interval: setup.interval,
                     budget: setup.memory_budget,
                     rotate_every: setup.rotate_every,
                     current: shared_current,
@@ -176,6 +195,13 @@ impl Processor {
                     closed_spans: Vec::new(),
                     last_write: Instant::now(),
                     finishing: false,
+                    finish_wait: setup.finish_wait,
+                    health: SourceHealth::new(
+                        source_name,
+                        setup.interval,
+                        setup.start_ns,
+                        setup.notes,
+                    ),
                 };
                 p.run(rx)
             })
@@ -197,15 +223,15 @@ impl Processor {
                 IDLE
             };
             match control.recv_timeout(wait) {
-                Ok((Control::Finish(failure), reply)) => {
-                    let _ = reply.send(self.finish(failure));
+                Ok((Control::Finish(ending), reply)) => {
+                    let _ = reply.send(self.finish(ending));
                     return;
                 }
                 Ok((Control::Rotate(next), reply)) => {
                     let _ = reply.send(self.rotate(clock::now_ns(), *next));
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    let _ = self.finish(None);
+                    let _ = self.finish(Ending::Complete);
                     return;
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
@@ -262,6 +288,7 @@ impl Processor {
             0
         };
         self.feed_samples();
+        self.check_stall(now);
         let mut target = self.watermark().min(now.saturating_sub(REORDER_MARGIN_NS));
         if let Some(c) = cap {
             target = target.min(c);
@@ -319,6 +346,25 @@ impl Processor {
         }
         if let Some(last) = new.last() {
             self.samples_fed_to = last.end_ns;
+            self.health.arrived(clock::now_ns());
+        }
+    }
+
+    /// Notices a source that stopped delivering (see [`SourceHealth`]).
+    fn check_stall(&mut self, now: u64) {
+        let Some(sampler) = &self.sampler else {
+            return;
+        };
+        if let Some(silent_s) = self.health.check(now, self.run.start_ns) {
+            let state = match sampler.status() {
+                SamplerStatus::Failed(_) => "it failed",
+                SamplerStatus::Finished => "its data ended",
+                _ => "it is still running",
+            };
+            tracing::warn!(
+                source = sampler.source_name(),
+                "the power source delivered no sample for {silent_s:.1} s ({state}); the time without samples stays unmeasured",
+            );
         }
     }
 
@@ -453,9 +499,7 @@ impl Processor {
     /// Waits (a bounded time) until the samples reach `t`, taking records meanwhile; then
     /// builds the energy stream up to exactly `t` (time without samples stays unmeasured).
     fn reach(&mut self, t: u64) {
-        let longest = self.interval * 3;
-        let deadline =
-            Instant::now() + longest.max(Duration::from_secs(2)) + Duration::from_secs(1);
+        let deadline = Instant::now() + self.finish_wait;
         while self.stream.frontier() < t && Instant::now() < deadline {
             self.round(Some(t));
             if self.watermark() >= t && clock::now_ns() >= t + REORDER_MARGIN_NS {
@@ -466,12 +510,19 @@ impl Processor {
         self.intake.drain(&mut self.stream, usize::MAX);
         self.feed_samples();
         self.advance(t);
+        if self.sampler.is_some() && self.samples_fed_to < t && !self.health.stalled() {
+            tracing::debug!(
+                "the samples reach {:.3} s of the run, not its end at {:.3} s: the tail stays unmeasured",
+                self.samples_fed_to.saturating_sub(self.run.start_ns) as f64 / 1e9,
+                t.saturating_sub(self.run.start_ns) as f64 / 1e9
+            );
+        }
     }
 
     /// Ends the current run at `t` and starts the next with `next`'s metadata.
     fn rotate(&mut self, t: u64, mut next: NewRun) -> Result<RunReport> {
         self.reach(t);
-        let report = self.close_run(t, None, None)?;
+        let report = self.close_run(t, Ending::Complete, None)?;
         next.power_source = self.run.meta.power_source.clone();
         next.estimated = self.run.meta.estimated;
         next.sample_interval_ms = self.run.meta.sample_interval_ms;
@@ -485,10 +536,11 @@ impl Processor {
             sections: 0,
             peak_bytes: 0,
         };
+        self.health.rotate(t);
         Ok(report)
     }
 
-    fn finish(mut self, failure: Option<String>) -> Result<RunReport> {
+    fn finish(mut self, ending: Ending) -> Result<RunReport> {
         self.finishing = true;
         let end_ns = clock::now_ns();
         self.reach(end_ns);
@@ -502,14 +554,14 @@ impl Processor {
         for (r, _) in open {
             self.generic(&r);
         }
-        self.close_run(end, failure, status)
+        self.close_run(end, ending, status)
     }
 
     /// Writes what the run has left, and its end.
     fn close_run(
         &mut self,
         end_ns: u64,
-        failure: Option<String>,
+        ending: Ending,
         status: Option<crate::power::SamplerReport>,
     ) -> Result<RunReport> {
         for (serial, at) in self.unit_closes.drain().flat_map(|(_, v)| v) {
@@ -531,23 +583,37 @@ impl Processor {
         };
         let dropped = self.shared.dropped.swap(0, Ordering::Relaxed);
         let dropped_sections = self.shared.dropped_sections.swap(0, Ordering::Relaxed);
-        let error = failure.clone().or_else(|| {
-            source_error
-                .clone()
-                .map(|e| format!("power source failed: {e}"))
+        let source_note = source_error
+            .clone()
+            .map(|e| format!("power source failed: {e}"));
+        let (run_status, error) = match ending {
+            Ending::Complete => (RunStatus::Complete, source_note),
+            Ending::Interrupted(why) => (RunStatus::Interrupted, Some(why)),
+            Ending::Failed(why) => (RunStatus::Failed, Some(why)),
+        };
+        let warnings = self.health.take_warnings(
+            self.run.start_ns,
+            end_ns,
+            self.stream.has_samples(),
+            status.as_ref(),
+        );
+        let measured_ms = self.source.map(|_| {
+            totals
+                .covered_ns
+                .min(end_ns.saturating_sub(self.run.start_ns)) as f64
+                / 1e6
         });
         let run_end = RunEnd {
-            status: if failure.is_some() {
-                RunStatus::Failed
-            } else {
-                RunStatus::Complete
-            },
+            status: run_status,
             response: self.shared.response.lock().take(),
             total_energy_mj: measured,
             attributed_energy_mj: measured.map(|_| attributed),
             unattributed_energy_mj: measured.map(|m| m - attributed),
             dropped_records: dropped,
             error,
+            duration_ms: Some(end_ns.saturating_sub(self.run.start_ns) as f64 / 1e6),
+            measured_ms,
+            warnings,
         };
         self.store.finish_run(self.run.id, &run_end)?;
         // The writer adds the rows it dropped up to the end: read the total it stored.
@@ -569,6 +635,10 @@ impl Processor {
             start_ns: self.run.start_ns,
             end_ns,
             peak_processor_bytes: self.run.peak_bytes,
+            status: run_end.status,
+            duration_ms: run_end.duration_ms,
+            measured_ms: run_end.measured_ms,
+            warnings: run_end.warnings,
         })
     }
 }

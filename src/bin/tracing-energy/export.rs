@@ -1,0 +1,296 @@
+//! `report` and `export`: a run written to a file or to standard output. Each reads one
+//! consistent snapshot of the database ([`Store::read_snapshot`]), and refuses an output
+//! path that is the database itself or one of its files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use tracing_energy::store::{Run, Store};
+
+use crate::db::{open, resolve, DbArg, RunRef, Usage};
+use crate::table::printable;
+
+/// `report RUN -o FILE.html`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// A run id, or `latest`.
+    pub run: RunRef,
+    /// The HTML file to write (never the database: that is refused).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write {}: {e}. Fix: check that its folder exists and is writable, or \
+             choose another file",
+            shown(path)
+        )
+    })
+}
+
+/// A path as printed: control characters escaped.
+fn shown(path: &Path) -> String {
+    printable(&path.display().to_string()).into_owned()
+}
+
+/// `report RUN -o FILE`: the run's HTML report, read from one snapshot of the database.
+pub fn report(a: ReportArgs) -> anyhow::Result<()> {
+    refuse_database(&a.output, &a.db.db, "report", &example(a.run, "html"))?;
+    let store = open(&a.db.db)?;
+    let (id, html) = store.read_snapshot(|s| -> anyhow::Result<_> {
+        let id = resolve(s, a.run)?.run_id;
+        Ok((id, tracing_energy::report::html::render(s, id)?))
+    })?;
+    write_file(&a.output, html.as_bytes())?;
+    println!("wrote the report of run {id} to {}", shown(&a.output));
+    Ok(())
+}
+
+/// Export formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormat {
+    /// Chrome trace JSON (open in Perfetto or chrome://tracing).
+    Chrome,
+    /// Every timed row as CSV.
+    Csv,
+    /// The whole run as JSON.
+    Json,
+    /// Energy per span path as folded stacks (`path microjoules` lines) for
+    /// inferno-flamegraph or flamegraph.pl.
+    Folded,
+}
+
+/// `export RUN --format chrome|csv|json|folded [-o FILE]`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// A run id, or `latest`.
+    pub run: RunRef,
+    /// What to write.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The file to write (default: standard output; never the database: that is refused).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct FullRun {
+    run: Run,
+    sections: Vec<tracing_energy::store::Row<tracing_energy::store::PipelineSection>>,
+    tokens: Vec<tracing_energy::store::Row<tracing_energy::store::TokenRecord>>,
+    layers: Vec<tracing_energy::store::Row<tracing_energy::store::LayerRecord>>,
+    components: Vec<tracing_energy::store::Row<tracing_energy::store::ComponentRecord>>,
+    operations: Vec<tracing_energy::store::Row<tracing_energy::store::OperationRecord>>,
+    power: Vec<tracing_energy::store::PowerRow>,
+}
+
+fn full_run(store: &Store, run: Run) -> anyhow::Result<FullRun> {
+    let id = run.run_id;
+    Ok(FullRun {
+        sections: store.get_pipeline_sections(id)?,
+        tokens: store.get_tokens(id)?,
+        layers: store.get_run_layers(id)?,
+        components: store.get_run_components(id)?,
+        operations: store.get_run_operations(id)?,
+        power: store.get_power_timeline(id)?,
+        run,
+    })
+}
+
+fn csv_cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => {
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.clone()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn csv(full: &FullRun) -> anyhow::Result<String> {
+    const COLS: [&str; 22] = [
+        "level",
+        "id",
+        "token_index",
+        "layer_index",
+        "component_index",
+        "op_index",
+        "name",
+        "kind",
+        "phase",
+        "thread_id",
+        "start_ns",
+        "end_ns",
+        "duration_ms",
+        "energy_mj",
+        "exclusive_energy_mj",
+        "cpu_energy_mj",
+        "gpu_energy_mj",
+        "ane_energy_mj",
+        "dram_energy_mj",
+        "energy_method",
+        "energy_uncertainty_mj",
+        "sample_windows",
+    ];
+    let mut out = COLS.join(",");
+    out.push('\n');
+    let mut push = |level: &str, v: serde_json::Value, name_key: &str| {
+        let get = |k: &str| v.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        let cells: Vec<String> = COLS
+            .iter()
+            .map(|c| match *c {
+                "level" => level.to_string(),
+                "name" => csv_cell(&get(name_key)),
+                "kind" => csv_cell(&get(if level == "component" {
+                    "component"
+                } else {
+                    "kind"
+                })),
+                other => csv_cell(&get(other)),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    };
+    for s in &full.sections {
+        push("section", serde_json::to_value(s)?, "name");
+    }
+    for t in &full.tokens {
+        push("token", serde_json::to_value(t)?, "text");
+    }
+    for l in &full.layers {
+        push("layer", serde_json::to_value(l)?, "layer_index");
+    }
+    for c in &full.components {
+        push("component", serde_json::to_value(c)?, "name");
+    }
+    for o in &full.operations {
+        push("operation", serde_json::to_value(o)?, "operation");
+    }
+    Ok(out)
+}
+
+/// `export RUN --format F [-o FILE]`, read from one snapshot of the database.
+pub fn export(a: ExportArgs) -> anyhow::Result<()> {
+    let ext = match a.format {
+        ExportFormat::Chrome | ExportFormat::Json => "json",
+        ExportFormat::Csv => "csv",
+        ExportFormat::Folded => "folded",
+    };
+    if let Some(path) = &a.output {
+        refuse_database(path, &a.db.db, "export", &example(a.run, ext))?;
+    }
+    let store = open(&a.db.db)?;
+    // One snapshot: a run deleted or written meanwhile cannot give a file whose parts
+    // disagree (e.g. no power samples but every token).
+    let (id, bytes) = store.read_snapshot(|s| -> anyhow::Result<_> {
+        let run = resolve(s, a.run)?;
+        let id = run.run_id;
+        let bytes = match a.format {
+            ExportFormat::Chrome => {
+                tracing_energy::report::trace::chrome_trace_string(s, id)?.into_bytes()
+            }
+            ExportFormat::Json => serde_json::to_vec_pretty(&full_run(s, run)?)?,
+            ExportFormat::Csv => csv(&full_run(s, run)?)?.into_bytes(),
+            ExportFormat::Folded => tracing_energy::report::folded_stacks(s, id)??.into_bytes(),
+        };
+        Ok((id, bytes))
+    })?;
+    match &a.output {
+        Some(path) => {
+            write_file(path, &bytes)?;
+            println!("wrote run {id} as {:?} to {}", a.format, shown(path));
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// An output file name to suggest instead of the database.
+fn example(run: RunRef, ext: &str) -> String {
+    match run {
+        RunRef::Id(id) => format!("run-{id}.{ext}"),
+        RunRef::Latest => format!("run-latest.{ext}"),
+    }
+}
+
+/// Refuses (bad usage, exit 2) to write `what` to the database `db` or to one of its
+/// `-wal`, `-shm` and `-journal` files, whatever the path says: relative or absolute,
+/// through `..`, a symbolic link (at the output itself or in its folders) or a hard link.
+/// Checked before the database is opened, so nothing is written.
+fn refuse_database(output: &Path, db: &Path, what: &str, example: &str) -> anyhow::Result<()> {
+    let out = resolved(output);
+    let out_file = file_id(output);
+    let mut bases = vec![normalized(db), resolved(db)];
+    bases.dedup();
+    for base in bases.into_iter().flatten() {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = base.as_os_str().to_owned();
+            name.push(suffix);
+            let candidate = PathBuf::from(name);
+            let same_path = out.as_ref() == Some(&candidate);
+            let same_file = out_file.is_some() && out_file == file_id(&candidate);
+            if same_path || same_file {
+                let which = if suffix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (its {suffix} file)")
+                };
+                return Err(Usage(format!(
+                    "refusing to write the {what} to {}: it is the database {}{which}. Fix: \
+                     choose another output file, e.g. {example}",
+                    shown(output),
+                    shown(db)
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `path` with its folder made absolute and free of `..` and symbolic links; the file
+/// name itself is kept (not followed). `None` when the folder does not exist.
+fn normalized(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?;
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Some(std::fs::canonicalize(folder).ok()?.join(name))
+}
+
+/// Like [`normalized`], after following a symbolic link at `path` itself (also one whose
+/// target does not exist yet, e.g. a database's `-wal` file).
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&p) {
+            Ok(target) => p = p.parent().unwrap_or(Path::new("")).join(target),
+            Err(_) => break,
+        }
+    }
+    normalized(&p)
+}
+
+/// The device and inode of the file at `path` (links followed), where it exists.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
