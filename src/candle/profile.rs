@@ -314,7 +314,7 @@ pub fn run(
         let mut print = |t: &super::TokenEvent| {
             if !quiet {
                 use std::io::Write;
-                print!("{}", t.text);
+                print!("{}", terminal_safe(&t.text));
                 let _ = std::io::stdout().flush();
             }
         };
@@ -428,6 +428,25 @@ pub fn run(
     Ok(summary)
 }
 
+/// Generated text as it may reach a terminal: line breaks and tabs kept, every other control
+/// character (ESC starts terminal commands) shown escaped, as `\x1b`.
+fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                format!("\\x{:02x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Prints the summary for a person.
 pub fn print_summary(s: &ProfileSummary) {
     let mj = |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |v| format!("{:.1} mJ", v));
@@ -515,4 +534,18 @@ fn coverage_note(s: &ProfileSummary) -> Option<String> {
             share * 100.0
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_text_reaches_the_terminal_without_control_sequences() {
+        assert_eq!(terminal_safe("plain\n\ttext"), "plain\n\ttext");
+        assert_eq!(
+            terminal_safe("a\u{1b}]0;title\u{7}\u{9b}2J"),
+            "a\\x1b]0;title\\x07\\x9b2J"
+        );
+    }
 }

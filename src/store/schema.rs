@@ -316,7 +316,7 @@ mod tests {
             .unwrap();
         assert_eq!(q(&c, "SELECT COUNT(*) FROM tokens"), 2);
 
-        super::super::migrate(&c).unwrap();
+        super::super::open::migrate(&c).unwrap();
 
         assert_eq!(q(&c, "PRAGMA user_version"), SCHEMA_VERSION);
         assert_eq!(q(&c, "SELECT COUNT(*) FROM profiling_runs"), 2);

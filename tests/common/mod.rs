@@ -3,6 +3,8 @@
 //! check the library's splitter and parser against.
 #![allow(dead_code)]
 
+pub mod records;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
