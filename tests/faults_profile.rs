@@ -201,29 +201,39 @@ fn row03_sigint_and_sigterm_finish_the_run_as_interrupted() {
 }
 
 /// Row 3, SIGKILL: nothing can run at the kill, so the rows of finished tokens must already
-/// be on disk; the run reads `incomplete`.
+/// be on disk, each token with all its layer rows (a token and the rows under it are
+/// committed together); the run reads `incomplete`. Killed at three different moments.
 #[test]
 fn row03_after_sigkill_finished_tokens_are_already_on_disk() {
     model();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("p.db");
-    let mut child = start_long_profile(&db, 3);
-    let before = count(&db, "SELECT COUNT(*) FROM tokens");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let after = count(&db, "SELECT COUNT(*) FROM tokens");
-    assert!(after >= before && after >= 3, "{before} then {after}");
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM layer_metrics"), after * 30);
-    let c = read_only(&db);
-    let ok: String = c
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(ok, "ok");
-    let out = cli()
-        .args(["show", "1", "--db", db.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("incomplete"));
+    for min_tokens in [2, 3, 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("p.db");
+        let mut child = start_long_profile(&db, min_tokens);
+        let before = count(&db, "SELECT COUNT(*) FROM tokens");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let after = count(&db, "SELECT COUNT(*) FROM tokens");
+        assert!(
+            after >= before && after >= min_tokens,
+            "{before} then {after}"
+        );
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM layer_metrics"),
+            after * 30,
+            "killed after {min_tokens} tokens: every token row has its 30 layer rows"
+        );
+        let c = read_only(&db);
+        let ok: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+        let out = cli()
+            .args(["show", "1", "--db", db.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("incomplete"));
+    }
 }
 
 /// Row 5: a powermetrics that hangs, exits 0 without output, or prints text that is not

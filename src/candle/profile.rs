@@ -39,9 +39,13 @@ pub struct ProfileArgs {
     /// The profile database.
     #[arg(long, default_value = "profiles.db", env = "TRACING_ENERGY_DB")]
     pub db: PathBuf,
-    /// Power source: auto, powermetrics, estimate, replay:PATH or none.
+    /// Power source: auto, powermetrics, rapl, nvml, rapl+nvml, estimate, replay:PATH or none.
     #[arg(long, default_value = "auto")]
     pub power: String,
+    /// NVIDIA GPUs to read with nvml or rapl+nvml, e.g. `0,2` (default: those
+    /// CUDA_VISIBLE_DEVICES names, else all).
+    #[arg(long)]
+    pub gpus: Option<String>,
     /// Power sample interval in milliseconds (1 to 600000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub interval_ms: u64,
@@ -237,7 +241,13 @@ pub fn run(
     };
     let power = match args.power.as_str() {
         "none" => None,
-        other => Some(SourceSpec::parse(other)?),
+        other => {
+            let spec = SourceSpec::parse(other)?;
+            Some(match &args.gpus {
+                Some(gpus) => spec.with_gpus(gpus)?,
+                None => spec,
+            })
+        }
     };
     let sync_point = match args.sync.as_str() {
         "token" => SyncPoint::PerToken,

@@ -221,6 +221,17 @@ impl EnergyLayerBuilder {
             run.power_source = Some(s.source_name().to_string());
             run.estimated = s.estimated();
             run.sample_interval_ms = Some(self.interval.as_secs_f64() * 1000.0);
+            run.power_method = s.method().map(str::to_string);
+            run.counter_update_ms = s.counter_update().map(|p| p.as_secs_f64() * 1000.0);
+            if let Some(period) = s.counter_update().filter(|p| *p > self.interval) {
+                notes.push(format!(
+                    "the sample interval ({:.1} ms) is shorter than `{}`'s counter update period ({:.1} ms, measured): windows are {:.1} ms long instead",
+                    self.interval.as_secs_f64() * 1000.0,
+                    s.source_name(),
+                    period.as_secs_f64() * 1000.0,
+                    period.as_secs_f64() * 1000.0,
+                ));
+            }
         }
         let run_id = store.create_run(&run)?;
         let shared = Arc::new(Shared::new(

@@ -20,9 +20,12 @@
 mod buffer;
 mod chain;
 pub mod estimate;
+pub mod nvml;
 pub mod plist_stream;
+pub mod polled;
 pub mod powermetrics;
 mod probe;
+pub mod rapl;
 pub mod replay;
 mod sampler;
 mod spec;
@@ -33,6 +36,7 @@ use serde::Serialize;
 
 pub use buffer::{SampleBuffer, SourceId};
 pub use estimate::{EstimateParams, EstimateScope, EstimateSource};
+pub use polled::{Meter, PolledSource};
 pub use powermetrics::PowermetricsSource;
 pub use probe::{probe, PROBE_INTERVAL, PROBE_TIMEOUT};
 pub use replay::ReplaySource;
@@ -238,4 +242,17 @@ pub trait PowerSource: Send + 'static {
 
     /// Runs the source until it is asked to stop, its data ends, or it fails.
     fn run(&mut self, ctx: &mut SourceContext) -> Result<SourceEnd>;
+
+    /// How often the sensor's counter really changes, measured before the source runs
+    /// (a short burst of reads; see [`polled::update_period`]); `None` where not known or
+    /// not a counter. [`Sampler::start`] calls it once.
+    fn counter_update_period(&mut self) -> Result<Option<std::time::Duration>> {
+        Ok(None)
+    }
+
+    /// How the source measures, where it has a choice (e.g. `nvml: power x time` on a GPU
+    /// without an energy counter), for the run's record.
+    fn method(&self) -> Option<String> {
+        None
+    }
 }

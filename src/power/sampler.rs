@@ -180,6 +180,8 @@ pub struct Sampler {
     estimated: bool,
     buffer: Arc<SampleBuffer>,
     id: SourceId,
+    counter_update: Option<Duration>,
+    method: Option<String>,
 }
 
 impl Sampler {
@@ -201,6 +203,8 @@ impl Sampler {
         }
         crate::clock::init();
         let estimated = source.estimated();
+        let counter_update = source.counter_update_period()?;
+        let method = source.method();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let stop_flag = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
@@ -256,7 +260,20 @@ impl Sampler {
             estimated,
             buffer: config.buffer,
             id,
+            counter_update,
+            method,
         })
+    }
+
+    /// The sensor counter's measured update period, where the source knows one (see
+    /// [`PowerSource::counter_update_period`]).
+    pub fn counter_update(&self) -> Option<Duration> {
+        self.counter_update
+    }
+
+    /// How the source measures, where it says (see [`PowerSource::method`]).
+    pub fn method(&self) -> Option<&str> {
+        self.method.as_deref()
     }
 
     /// The source's name.

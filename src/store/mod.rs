@@ -44,7 +44,8 @@ pub use schema::SCHEMA_VERSION;
 use crate::power::PowerSample;
 use crate::{Error, Result};
 use open::open_connection;
-use writer::{Command, DropCounts, Writer};
+pub(crate) use writer::Command;
+use writer::{DropCounts, Writer};
 
 /// How long a connection waits for another one's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -241,6 +242,17 @@ impl Store {
     /// Queues token rows.
     pub fn add_tokens(&self, run: RunId, tokens: Vec<TokenRecord>) -> bool {
         self.queue(Command::Tokens(run, tokens))
+    }
+
+    /// Queues the rows of finished work to be committed in one transaction, so that a
+    /// process killed at any moment leaves all of them or none (a token row and its layer,
+    /// component and operation rows). Like the other `add_*` calls, it never blocks.
+    pub(crate) fn add_together(&self, commands: Vec<Command>) -> bool {
+        match commands.len() {
+            0 => true,
+            1 => self.queue(commands.into_iter().next().expect("one")),
+            _ => self.queue(Command::Together(commands)),
+        }
     }
 
     /// Queues layer rows (their token rows first).

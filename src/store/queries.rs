@@ -12,7 +12,7 @@ use crate::Result;
 const RUN_COLUMNS: &str = "run_id, started_at_ms, ended_at_ms, model, prompt, response, experiment,
     power_source, estimated, sample_interval_ms, host_name, host_os, host_cpu, crate_version,
     writer_pid, status, error, total_energy_mj, attributed_energy_mj, unattributed_energy_mj,
-    dropped_records, duration_ms, measured_ms, warnings";
+    dropped_records, duration_ms, measured_ms, warnings, power_method, counter_update_ms";
 
 fn run_from_row(r: &SqlRow) -> rusqlite::Result<Run> {
     let started_at_ms: i64 = r.get(1)?;
@@ -49,6 +49,8 @@ fn run_from_row(r: &SqlRow) -> rusqlite::Result<Run> {
             .get::<_, Option<String>>(23)?
             .map(|w| serde_json::from_str(&w).unwrap_or_else(|_| vec![w]))
             .unwrap_or_default(),
+        power_method: r.get(24)?,
+        counter_update_ms: r.get(25)?,
     })
 }
 

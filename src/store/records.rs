@@ -82,6 +82,10 @@ pub struct NewRun {
     pub estimated: bool,
     /// The sampler's requested window length.
     pub sample_interval_ms: Option<f64>,
+    /// How the source measures, where it says (e.g. `nvml: power x time`).
+    pub power_method: Option<String>,
+    /// The source counter's measured update period (ms), where it has a counter.
+    pub counter_update_ms: Option<f64>,
     /// The machine. [`NewRun::default`] leaves it empty; [`NewRun::new`] detects it.
     pub host: Host,
     /// Start time (Unix ms); `None` means now.
@@ -170,6 +174,10 @@ pub struct Run {
     pub estimated: bool,
     /// Requested sample window length.
     pub sample_interval_ms: Option<f64>,
+    /// How the source measures, where it says.
+    pub power_method: Option<String>,
+    /// The source counter's measured update period (ms).
+    pub counter_update_ms: Option<f64>,
     /// The machine.
     pub host: Host,
     /// The tracing-energy version that recorded it.

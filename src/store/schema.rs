@@ -45,7 +45,8 @@ macro_rules! timed_columns {
 pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Runs can end `interrupted` (Ctrl-C, SIGTERM), and say how much of their time the power
-/// samples covered and what went wrong with the source. SQLite cannot change a CHECK
+/// samples covered, what went wrong with the source, how the source measured and how often
+/// its counter really updates. SQLite cannot change a CHECK
 /// constraint in place, so `profiling_runs` is rebuilt (the documented 12-step procedure;
 /// `migrate` turns foreign keys off around it) keeping every run and its AUTOINCREMENT
 /// sequence.
@@ -77,7 +78,11 @@ CREATE TABLE profiling_runs_v3 (
     duration_ms REAL,
     measured_ms REAL,
     -- What went wrong with the measurement (a JSON array of messages), NULL when nothing.
-    warnings TEXT
+    warnings TEXT,
+    -- How the source measures (e.g. `nvml: power x time`), and its counter's measured
+    -- update period; NULL where the source does not say.
+    power_method TEXT,
+    counter_update_ms REAL
 );
 INSERT INTO profiling_runs_v3 (run_id, started_at_ms, ended_at_ms, model, prompt, response,
     experiment, power_source, estimated, sample_interval_ms, host_name, host_os, host_cpu,

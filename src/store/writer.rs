@@ -32,6 +32,9 @@ pub(crate) enum Command {
     SpanRollup(RunId, Vec<SpanRollup>),
     FinishRun(RunId, Box<RunEnd>, Sender<Result<()>>),
     Flush(Sender<Result<()>>),
+    /// Rows that must be committed in one transaction (a token and everything under it):
+    /// a process killed at any moment leaves all of them or none.
+    Together(Vec<Command>),
 }
 
 impl Command {
@@ -59,6 +62,10 @@ impl Command {
             Command::Components(r, v) => (Some(*r), v.len()),
             Command::Operations(r, v) => (Some(*r), v.len()),
             Command::SpanRollup(r, v) => (Some(*r), v.len()),
+            Command::Together(v) => (
+                v.iter().find_map(|c| c.rows().0),
+                v.iter().map(|c| c.rows().1).sum(),
+            ),
             _ => (None, 1),
         }
     }
@@ -152,6 +159,12 @@ impl WriterState {
         replies: &mut Vec<Box<dyn FnOnce(Result<()>)>>,
     ) {
         let result = match cmd {
+            Command::Together(v) => {
+                for c in v {
+                    self.apply(tx, c, replies);
+                }
+                return;
+            }
             Command::CreateRun(meta, reply) => {
                 let r = insert_run(tx, meta).map_err(|e| self.sqlite(e));
                 let reply = reply.clone();
@@ -382,8 +395,8 @@ fn insert_run(tx: &Transaction, m: &NewRun) -> rusqlite::Result<RunId> {
     tx.execute(
         "INSERT INTO profiling_runs (started_at_ms, model, prompt, experiment, power_source,
             estimated, sample_interval_ms, host_name, host_os, host_cpu, crate_version,
-            writer_pid, status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'running')",
+            writer_pid, status, power_method, counter_update_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'running', ?13, ?14)",
         params![
             m.started_at_ms.unwrap_or_else(super::unix_ms_now),
             m.model,
@@ -397,6 +410,8 @@ fn insert_run(tx: &Transaction, m: &NewRun) -> rusqlite::Result<RunId> {
             m.host.cpu,
             env!("CARGO_PKG_VERSION"),
             std::process::id() as i64,
+            m.power_method,
+            m.counter_update_ms,
         ],
     )?;
     let id = tx.last_insert_rowid();

@@ -24,8 +24,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crossbeam_channel::RecvTimeoutError;
 use serde::Serialize;
 use tracing_energy::power::{
-    Availability, Domain, EstimateSource, PowerSample, PowerSource, PowermetricsSource,
-    SampleBuffer, Sampler, SamplerConfig, SamplerStatus, SourceSpec,
+    Availability, Domain, PowerSample, SampleBuffer, Sampler, SamplerConfig, SamplerStatus,
+    SourceSpec,
 };
 
 /// Energy profiles of traced Rust programs.
@@ -73,10 +73,14 @@ enum Command {
 
 #[derive(clap::Args)]
 struct SampleArgs {
-    /// Power source: auto, powermetrics, estimate, or replay:PATH (a `powermetrics -f plist`
-    /// capture).
+    /// Power source: auto, powermetrics, rapl, nvml, rapl+nvml, estimate, or replay:PATH (a
+    /// `powermetrics -f plist` capture).
     #[arg(long, default_value = "auto")]
     source: String,
+    /// NVIDIA GPUs to read with nvml or rapl+nvml, e.g. `0,2` (default: those
+    /// CUDA_VISIBLE_DEVICES names, else all).
+    #[arg(long)]
+    gpus: Option<String>,
     /// Window length in milliseconds, 1 to 600000 (a replay keeps its recorded windows).
     #[arg(long, default_value_t = 100, value_parser = parse_interval_ms)]
     interval_ms: u64,
@@ -237,7 +241,10 @@ fn stall_limit(interval: Duration) -> Duration {
 }
 
 fn sample(args: SampleArgs) -> anyhow::Result<ExitCode> {
-    let spec = SourceSpec::parse(&args.source)?;
+    let mut spec = SourceSpec::parse(&args.source)?;
+    if let Some(gpus) = &args.gpus {
+        spec = spec.with_gpus(gpus)?;
+    }
     // A replay keeps its recorded windows, however long: it cannot hang.
     let stall = match spec {
         SourceSpec::Replay(_) => None,
@@ -372,24 +379,31 @@ fn profile(args: Box<tracing_energy::candle::profile::ProfileArgs>) -> anyhow::R
 
 fn doctor() -> anyhow::Result<ExitCode> {
     use tracing_energy::power::{probe, PROBE_INTERVAL, PROBE_TIMEOUT};
-    let sources: Vec<(&str, Box<dyn PowerSource>)> = vec![
-        ("powermetrics", Box::new(PowermetricsSource::new())),
-        ("estimate", Box::new(EstimateSource::new())),
-    ];
     let mut out = std::io::stdout().lock();
-    for (label, source) in sources {
+    for label in ["powermetrics", "rapl", "nvml", "estimate"] {
+        let spec = SourceSpec::parse(label)?;
+        let source = spec.build()?;
         match source.is_available() {
             Availability::Available(what) => {
                 // Found is not working: run it until its first sample.
                 let started = std::time::Instant::now();
                 match probe(source, PROBE_INTERVAL, PROBE_TIMEOUT) {
-                    Ok(s) => writeln!(
-                        out,
-                        "{label:<14} works        {what}; first sample after {:.0} ms: {:.0} mW{}",
-                        started.elapsed().as_secs_f64() * 1000.0,
-                        s.total_mw(),
-                        if s.estimated { " (estimated)" } else { "" }
-                    )?,
+                    Ok(s) => {
+                        let cadence = match spec.build()?.counter_update_period() {
+                            Ok(Some(p)) => format!(
+                                "; its counter updates every {:.1} ms",
+                                p.as_secs_f64() * 1000.0
+                            ),
+                            _ => String::new(),
+                        };
+                        writeln!(
+                            out,
+                            "{label:<14} works        {what}; first sample after {:.0} ms: {:.0} mW{}{cadence}",
+                            started.elapsed().as_secs_f64() * 1000.0,
+                            s.total_mw(),
+                            if s.estimated { " (estimated)" } else { "" }
+                        )?
+                    }
                     Err(e) => {
                         writeln!(
                             out,
@@ -414,6 +428,11 @@ fn doctor() -> anyhow::Result<ExitCode> {
         out,
         "{:<14} available    any `powermetrics -f plist` capture file: --source replay:PATH",
         "replay:PATH"
+    )?;
+    writeln!(
+        out,
+        "{:<14} both read at the same instants, one stream of cpu, dram and gpu, where both work",
+        "rapl+nvml"
     )?;
     let auto = SourceSpec::Auto.choose()?;
     writeln!(

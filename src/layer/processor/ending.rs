@@ -41,6 +41,8 @@ impl Processor {
         next.power_source = self.run.meta.power_source.clone();
         next.estimated = self.run.meta.estimated;
         next.sample_interval_ms = self.run.meta.sample_interval_ms;
+        next.power_method = self.run.meta.power_method.clone();
+        next.counter_update_ms = self.run.meta.counter_update_ms;
         let id = self.store.create_run(&next)?;
         self.current.store(id, Ordering::Release);
         self.run = RunState {

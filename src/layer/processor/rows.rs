@@ -60,26 +60,34 @@ impl Rows {
     }
 
     /// Hands everything waiting to the store's writer (parents' tables first).
+    /// Hands the rows to the store, to be committed in one transaction: a token row is never
+    /// on disk without its layer, component and operation rows.
     pub(crate) fn write(&mut self, store: &Store, run: RunId) {
+        use crate::store::Command;
+        let mut together = Vec::new();
         if !self.tokens.is_empty() {
-            store.add_tokens(run, std::mem::take(&mut self.tokens));
+            together.push(Command::Tokens(run, std::mem::take(&mut self.tokens)));
         }
         if !self.layers.is_empty() {
-            store.add_layer_metrics(run, std::mem::take(&mut self.layers));
+            together.push(Command::Layers(run, std::mem::take(&mut self.layers)));
         }
         if !self.components.is_empty() {
-            store.add_component_metrics(run, std::mem::take(&mut self.components));
+            together.push(Command::Components(
+                run,
+                std::mem::take(&mut self.components),
+            ));
         }
         if !self.ops.is_empty() {
-            store.add_deep_operation_metrics(run, std::mem::take(&mut self.ops));
+            together.push(Command::Operations(run, std::mem::take(&mut self.ops)));
         }
         if !self.sections.is_empty() {
-            store.add_pipeline_sections(run, std::mem::take(&mut self.sections));
+            together.push(Command::Sections(run, std::mem::take(&mut self.sections)));
         }
         if !self.rollup.is_empty() {
             let rollup = self.rollup.drain().map(|(_, v)| v).collect();
-            store.add_span_rollup(run, rollup);
+            together.push(Command::SpanRollup(run, rollup));
         }
+        store.add_together(together);
     }
 }
 
