@@ -32,29 +32,56 @@ pub trait Meter: Send + 'static {
     /// How it measures, for the run: e.g. `energy counter`, or `power x time` for a sensor
     /// that only gives power.
     fn method(&self) -> String;
+
+    /// The raw values of its counters, one per counter in a fixed order, for
+    /// [`update_period`] to see how often each changes; `None` for a part that is not a
+    /// counter (a power reading the meter integrates itself changes at every read).
+    /// Default: the total of [`Meter::read`], as one counter.
+    fn counters(&mut self) -> Result<Vec<Option<f64>>> {
+        Ok(vec![self.read()?.total()])
+    }
 }
 
-/// The real update period of a meter's counter, from a burst of reads: the mean time
-/// between changes of its total over up to 6 changes, reading for at most `budget`.
-/// `None` when it changed fewer than twice (an idle or very slow counter).
+/// The real update period of a meter's counters, from a burst of reads
+/// ([`Meter::counters`]): for each counter, the mean time between its changes over up to 6
+/// changes, reading for at most `budget`; the slowest counter's period. `None` when no
+/// counter changed twice (idle, very slow, or no counter at all).
 pub fn update_period(meter: &mut dyn Meter, budget: Duration) -> Result<Option<Duration>> {
-    let total = |e: DomainEnergy| e.total().unwrap_or(0.0);
     let start = Instant::now();
-    let mut last = total(meter.read()?);
-    let mut changes: Vec<Instant> = Vec::new();
-    while start.elapsed() < budget && changes.len() < 6 {
-        let now = total(meter.read()?);
-        if now != last {
-            changes.push(Instant::now());
-            last = now;
-        } else {
+    let mut last = meter.counters()?;
+    if last.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let mut changes: Vec<Vec<Instant>> = vec![Vec::new(); last.len()];
+    while start.elapsed() < budget {
+        let now = meter.counters()?;
+        let t = Instant::now();
+        let mut moved = false;
+        for (i, (a, b)) in last.iter().zip(&now).enumerate() {
+            if b.is_some() && a != b {
+                changes[i].push(t);
+                moved = true;
+            }
+        }
+        let done = now
+            .iter()
+            .zip(&changes)
+            .all(|(v, c)| v.is_none() || c.len() >= 6);
+        last = now;
+        if done {
+            break;
+        }
+        if !moved {
             std::thread::sleep(Duration::from_micros(50));
         }
     }
-    Ok(match changes.as_slice() {
-        [first, .., last] => Some((*last - *first) / (changes.len() as u32 - 1)),
-        _ => None,
-    })
+    Ok(changes
+        .iter()
+        .filter_map(|c| match c.as_slice() {
+            [first, .., last] => Some((*last - *first) / (c.len() as u32 - 1)),
+            _ => None,
+        })
+        .max())
 }
 
 /// A source that reads meters at the same instants and emits the differences.
@@ -247,6 +274,79 @@ mod tests {
             p >= Duration::from_millis(18) && p <= Duration::from_millis(30),
             "{p:?}"
         );
+    }
+
+    /// Two counters ticking every 10 and 40 ms, and a power reading that changes at every
+    /// read: the period is the slowest counter's, and the power reading is not a counter.
+    struct Mixed {
+        born: Instant,
+        reads: u64,
+    }
+
+    impl Meter for Mixed {
+        fn name(&self) -> String {
+            "mixed".into()
+        }
+        fn is_available(&self) -> Availability {
+            Availability::Available("test".into())
+        }
+        fn read(&mut self) -> Result<DomainEnergy> {
+            unreachable!("update_period reads counters()")
+        }
+        fn method(&self) -> String {
+            "test".into()
+        }
+        fn counters(&mut self) -> Result<Vec<Option<f64>>> {
+            self.reads += 1;
+            let ms = self.born.elapsed().as_millis();
+            Ok(vec![Some((ms / 10) as f64), Some((ms / 40) as f64), None])
+        }
+    }
+
+    #[test]
+    fn the_period_is_the_slowest_counters_and_power_readings_do_not_count() {
+        let mut m = Mixed {
+            born: Instant::now(),
+            reads: 0,
+        };
+        let p = update_period(&mut m, Duration::from_millis(600))
+            .unwrap()
+            .unwrap();
+        assert!(
+            p >= Duration::from_millis(36) && p <= Duration::from_millis(50),
+            "{p:?}"
+        );
+        let mut power_only = Ticking {
+            born: Instant::now(),
+            every: Duration::from_millis(20),
+            step: 1.0,
+        };
+        // A meter whose only part is not a counter has no period, and costs no burst.
+        struct PowerOnly(Ticking);
+        impl Meter for PowerOnly {
+            fn name(&self) -> String {
+                "power".into()
+            }
+            fn is_available(&self) -> Availability {
+                self.0.is_available()
+            }
+            fn read(&mut self) -> Result<DomainEnergy> {
+                self.0.read()
+            }
+            fn method(&self) -> String {
+                "power x time".into()
+            }
+            fn counters(&mut self) -> Result<Vec<Option<f64>>> {
+                Ok(vec![None])
+            }
+        }
+        power_only.step = 2.0;
+        let started = Instant::now();
+        assert_eq!(
+            update_period(&mut PowerOnly(power_only), Duration::from_millis(600)).unwrap(),
+            None
+        );
+        assert!(started.elapsed() < Duration::from_millis(50));
     }
 
     #[test]

@@ -257,6 +257,22 @@ impl Meter for RaplMeter {
     fn method(&self) -> String {
         "energy counter (powercap energy_uj)".into()
     }
+
+    /// Each zone's raw `energy_uj`: zones update at moments of their own, so their sum
+    /// changes more often than any one of them.
+    fn counters(&mut self) -> Result<Vec<Option<f64>>> {
+        let found = self.found.as_ref().map_err(Problem::to_error)?;
+        found
+            .used
+            .iter()
+            .map(|z| {
+                let path = z.energy_path();
+                read_uj(&path)
+                    .map(|uj| Some(uj as f64))
+                    .map_err(|e| unreadable(z, &path, e, &self.root).to_error())
+            })
+            .collect()
+    }
 }
 
 /// A zone's folder name split up: control type, socket, sub-zone (`intel-rapl:0:2`).

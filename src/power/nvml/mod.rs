@@ -317,6 +317,24 @@ impl Meter for NvmlMeter {
         self.read_with(&mut clock::now_ns)
     }
 
+    /// Each counter GPU's raw energy counter; `None` for a GPU read as power x time, whose
+    /// integrated energy changes at every read and says nothing of an update period.
+    fn counters(&mut self) -> Result<Vec<Option<f64>>> {
+        let gpus = NvmlMeter::open(self.driver.as_ref(), &self.selection, self.gpus.get_mut())?;
+        gpus.iter_mut()
+            .map(|g| match g.reading {
+                Reading::Counter { .. } => match g.device.total_energy_mj() {
+                    Ok(v) => Ok(v.map(|mj| mj as f64)),
+                    Err(e) => Err(Error::SourceFailed {
+                        source_name: "nvml".into(),
+                        reason: format!("{}: {ENERGY_CALL} failed: {e}", label(g.device.as_ref())),
+                    }),
+                },
+                Reading::Power { .. } => Ok(None),
+            })
+            .collect()
+    }
+
     fn method(&self) -> String {
         let mut slot = self.gpus.lock();
         let gpus = match NvmlMeter::open(self.driver.as_ref(), &self.selection, &mut slot) {
