@@ -182,8 +182,10 @@ impl EnergyLayerBuilder {
 
     /// How long finishing (or rotating) waits at most for the power samples that cover the
     /// run's end; what they do not cover by then is recorded as unmeasured (the run's
-    /// `measured_ms` says how much was covered). Default: twice the interval plus 1 s, at
-    /// most [`MAX_DEFAULT_FINISH_WAIT`], so a long interval never holds a program's exit.
+    /// `measured_ms` says how much was covered). Default: twice the window length (the
+    /// interval, or the source's own windows where longer, as a replayed capture's) plus
+    /// 1 s, at most 3 s (`MAX_DEFAULT_FINISH_WAIT`), so a long interval never holds a
+    /// program's exit.
     pub fn finish_wait(mut self, wait: Duration) -> Self {
         self.finish_wait = Some(wait);
         self
@@ -253,9 +255,7 @@ impl EnergyLayerBuilder {
             memory_budget: self.memory_budget / 2,
             rotate_every: self.rotate_every,
             notes,
-            finish_wait: self.finish_wait.unwrap_or_else(|| {
-                (self.interval * 2 + Duration::from_secs(1)).min(MAX_DEFAULT_FINISH_WAIT)
-            }),
+            finish_wait: self.finish_wait,
         })?;
         Ok((
             EnergyLayer {

@@ -2,9 +2,10 @@
 //! writing what is left and how it ended, or rotating to the next run.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Ending, Processor, RunState, IDLE, REORDER_MARGIN_NS};
+use crate::layer::builder::MAX_DEFAULT_FINISH_WAIT;
 use crate::layer::RunReport;
 use crate::power::SamplerStatus;
 use crate::store::{NewRun, RunEnd, RunStatus};
@@ -14,7 +15,13 @@ impl Processor {
     /// Waits (a bounded time) until the samples reach `t`, taking records meanwhile; then
     /// builds the energy stream up to exactly `t` (time without samples stays unmeasured).
     fn reach(&mut self, t: u64) {
-        let deadline = Instant::now() + self.finish_wait;
+        let wait = self.finish_wait.unwrap_or_else(|| {
+            let window = self
+                .interval
+                .max(Duration::from_nanos(self.longest_window_ns));
+            (window * 2 + Duration::from_secs(1)).min(MAX_DEFAULT_FINISH_WAIT)
+        });
+        let deadline = Instant::now() + wait;
         while self.stream.frontier() < t && Instant::now() < deadline {
             self.round(Some(t));
             if self.watermark() >= t && clock::now_ns() >= t + REORDER_MARGIN_NS {

@@ -41,7 +41,7 @@ pub(crate) struct Setup {
     pub(crate) interval: Duration,
     pub(crate) memory_budget: usize,
     pub(crate) rotate_every: Option<Duration>,
-    pub(crate) finish_wait: Duration,
+    pub(crate) finish_wait: Option<Duration>,
     /// Warnings known when the run starts (e.g. `auto` falling back to the estimate).
     pub(crate) notes: Vec<String>,
 }
@@ -151,7 +151,10 @@ pub(crate) struct Processor {
     /// Set when the run ends for good (not a rotation): every sample left is copied.
     finishing: bool,
     /// How long the end of a run waits for the samples covering it.
-    finish_wait: Duration,
+    finish_wait: Option<Duration>,
+    /// The requested window length, and the longest window the source delivered.
+    interval: Duration,
+    longest_window_ns: u64,
     /// Whether the source keeps delivering, and the run's warnings.
     health: SourceHealth,
 }
@@ -198,6 +201,8 @@ impl Processor {
                     last_write: Instant::now(),
                     finishing: false,
                     finish_wait: setup.finish_wait,
+                    interval: setup.interval,
+                    longest_window_ns: 0,
                     health: SourceHealth::new(
                         source_name,
                         setup.interval,
@@ -345,6 +350,7 @@ impl Processor {
         let new = self.samples_ending(self.samples_fed_to, u64::MAX / 2);
         for s in &new {
             self.stream.push_sample(s);
+            self.longest_window_ns = self.longest_window_ns.max(s.duration_ns());
         }
         if let Some(last) = new.last() {
             self.samples_fed_to = last.end_ns;
