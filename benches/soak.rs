@@ -18,12 +18,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tracing_energy::candle::{
-    profile::ensure_default_model, DeviceKind, GenerationOptions, Generator, Model, Requant,
-};
+use tracing_energy::candle::{DeviceKind, GenerationOptions, Generator, Model, Requant};
 use tracing_energy::power::SourceSpec;
 use tracing_energy::EnergyLayer;
 use tracing_subscriber::prelude::*;
+
+#[path = "../tests/common/model.rs"]
+mod model;
+use model::default_model;
 
 const PROMPTS: [&str; 6] = [
     "What is the capital of France?",
@@ -59,7 +61,7 @@ fn main() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    let model_path = ensure_default_model(true).expect("the model");
+    let model_path = default_model();
 
     let (layer, guard) = EnergyLayer::builder()
         .db(&db)

@@ -8,10 +8,13 @@
 //! where the energy went. Ctrl-C stops generation and keeps the run (as `interrupted`).
 //! `--help` lists the options.
 
+#[path = "../src/bin/tracing-energy/profile_cmd.rs"]
+mod profile_cmd;
+
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_energy::candle::profile::{print_summary, run, Interrupt, ProfileArgs};
+use profile_cmd::{main_profile, ProfileArgs};
 
 /// Profile the energy of a model generating text.
 #[derive(Parser)]
@@ -23,7 +26,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match profile(&cli.args) {
+    match main_profile(&cli.args) {
         Ok(code) => code,
         Err(e) => {
             // `{:#}`, never `{:?}`: no stack backtrace for a user's mistake.
@@ -31,18 +34,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn profile(args: &ProfileArgs) -> anyhow::Result<ExitCode> {
-    let interrupt = Interrupt::install()?;
-    let summary = run(args, Some(interrupt.flag()))?;
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        print_summary(&summary);
-    }
-    Ok(match interrupt.exit_code() {
-        Some(code) if summary.interrupted() => ExitCode::from(code),
-        _ => ExitCode::SUCCESS,
-    })
 }

@@ -100,6 +100,10 @@ pub enum Error {
     #[error("the database writer failed: {0}")]
     WriterFailed(String),
 
+    /// The run was already finished: there is nothing left to finish or rotate.
+    #[error("the energy profile run was already finished. Fix: finish or rotate a run once; build a new layer for a new profile")]
+    AlreadyFinished,
+
     /// A run that is not in the database.
     #[error("database {}: no run `{run}`. Fix: list the runs with `tracing-energy runs`", path.display())]
     UnknownRun {

@@ -32,8 +32,8 @@
 //!   uncertainty that says what a given sample interval lets you conclude.
 //! - [`store`]: the SQLite schema, the batched writer thread and the read queries.
 //! - `candle` (feature `candle`, on by default): loading GGUF models, their tokenizer and a
-//!   traced generation loop; `candle::profile` is the main job behind
-//!   `cargo run --release --example profile`.
+//!   traced generation loop; `candle::profile::run` (typed options in, a summary out) is
+//!   the main job behind `tracing-energy profile` and `cargo run --release --example profile`.
 //! - [`clock`]: the process-wide monotonic timeline sections and samples share.
 
 #![warn(missing_docs)]

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
+use common::model::default_model;
 use common::{cli, fake_with_env, local_fixture, shared_fixture, M1PRO_29};
 
 fn model() -> PathBuf {
-    tracing_energy::candle::profile::ensure_default_model(true).expect("the model is fetched")
+    default_model()
 }
 
 /// `tracing-energy profile` on `db`, fast settings, quiet.

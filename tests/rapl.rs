@@ -7,6 +7,9 @@
 //! over `energy_uj`), as a sysfs read is atomic.
 #![cfg(unix)]
 
+#[cfg(feature = "candle")]
+mod common;
+
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -611,7 +614,7 @@ fn auto_picks_rapl_and_the_run_records_method_and_cadence() {
     let text = String::from_utf8_lossy(&doctor.stdout);
     assert!(text.contains("rapl           works"), "{}", both(&doctor));
     assert!(text.contains("auto picks: rapl\n"), "{text}");
-    let model = tracing_energy::candle::profile::ensure_default_model(true).unwrap();
+    let model = common::model::default_model();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("p.db");
     let out = Command::new(env!("CARGO_BIN_EXE_tracing-energy"))

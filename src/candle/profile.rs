@@ -1,9 +1,11 @@
-//! The main job: profile a llama-family GGUF model generating text, from one call.
+//! The main job as a library call: profile a llama-family GGUF model generating text.
 //!
-//! Used by `examples/profile.rs` and by `tracing-energy profile`. The energy layer is
-//! installed as the global subscriber *before* the model is built (candle creates its spans
-//! then), the generation streams its text through a callback, and the run's summary is read
-//! back from the database.
+//! [`run`] takes typed [`ProfileOptions`] and returns a [`ProfileOutcome`]. The energy
+//! layer is installed as the global subscriber *before* the model is built (candle creates
+//! its spans then), the generation streams its text through a callback, and the run's
+//! summary is read back from the database. Nothing is printed here: the command line
+//! (`tracing-energy profile`, `examples/profile.rs`) parses flags, fetches the default
+//! model, handles signals and prints.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -13,87 +15,51 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing_subscriber::prelude::*;
 
-use super::{DeviceKind, GenerationOptions, Generator, Model, Requant, SMOLLM2_PATH};
+use super::{DeviceKind, GenerationOptions, Generator, Model, Requant};
 use crate::power::SourceSpec;
 use crate::store::{HotComponent, RunSummary, Store};
 use crate::{EnergyLayer, SyncPoint};
 
 /// What to profile and how.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ProfileArgs {
-    /// The prompt (wrapped in the model's chat template unless --raw).
-    #[arg(long, default_value = "What is the capital of France?")]
+#[derive(Debug, Clone)]
+pub struct ProfileOptions {
+    /// The prompt (wrapped in the model's chat template unless `raw`).
     pub prompt: String,
     /// A system message for the chat template.
-    #[arg(long)]
     pub system: Option<String>,
-    /// Use the prompt verbatim (special tokens such as <|im_start|> are parsed).
-    #[arg(long)]
+    /// Use the prompt verbatim (special tokens such as `<|im_start|>` are parsed).
     pub raw: bool,
-    /// Generate at most this many tokens (at least 1: the prefill yields the first).
-    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    /// Generate at most this many tokens.
     pub max_tokens: usize,
-    /// The GGUF model file (default: SmolLM2-135M-Instruct, fetched into models/ when missing).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    /// The GGUF model file (it must exist: nothing is fetched here).
+    pub model: PathBuf,
     /// The profile database.
-    #[arg(long, default_value = "profiles.db", env = "TRACING_ENERGY_DB")]
     pub db: PathBuf,
-    /// Power source: auto, powermetrics, rapl, nvml, rapl+nvml, estimate, replay:PATH or none.
-    #[arg(long, default_value = "auto")]
-    pub power: String,
-    /// NVIDIA GPUs to read with nvml or rapl+nvml, e.g. `0,2` (default: those
-    /// CUDA_VISIBLE_DEVICES names, else all).
-    #[arg(long)]
-    pub gpus: Option<String>,
-    /// Power sample interval in milliseconds (1 to 600000).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub interval_ms: u64,
-    /// Tags for the run (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    /// The power source, `None` for times only.
+    pub power: Option<SourceSpec>,
+    /// The power sample interval (at least 1 ms is used).
+    pub interval: Duration,
+    /// Tags for the run.
     pub tags: Vec<String>,
     /// An experiment name for the run.
-    #[arg(long)]
     pub experiment: Option<String>,
     /// Run the same generation without the profiler (to measure its overhead).
-    #[arg(long)]
     pub no_profile: bool,
-    /// Print the summary as one JSON object.
-    #[arg(long)]
-    pub json: bool,
     /// Sampling temperature; 0 is greedy (deterministic).
-    #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
     /// Sampling seed.
-    #[arg(long, default_value_t = 299792458)]
     pub seed: u64,
-    /// Re-quantize the weights at load: none or q8_0 (much faster decode on CPU).
-    #[arg(long, default_value = "none")]
-    pub requant: String,
-    /// Device: cpu, metal or cuda.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Where to synchronize a GPU device: token or layer.
-    #[arg(long, default_value = "token")]
-    pub sync: String,
-    /// Do not print the response as it is generated.
-    #[arg(long)]
-    pub quiet: bool,
+    /// Re-quantize the weights at load.
+    pub requant: Requant,
+    /// The device.
+    pub device: DeviceKind,
+    /// Where to synchronize a GPU device.
+    pub sync: SyncPoint,
 }
 
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => {
-            Err("0 generates nothing: give at least 1 (the prefill yields the first token)".into())
-        }
-        Ok(n) => Ok(n),
-        Err(e) => Err(format!("`{text}` is not a token count: {e}")),
-    }
-}
-
-/// The printed summary (`--json` prints exactly this).
+/// The outcome of a profile (the command line's `--json` prints exactly this).
 #[derive(Debug, Clone, Serialize)]
-pub struct ProfileSummary {
+pub struct ProfileOutcome {
     /// The run's id, `None` with --no-profile.
     pub run_id: Option<i64>,
     /// The database, `None` with --no-profile.
@@ -134,7 +100,7 @@ pub struct ProfileSummary {
     pub warnings: Vec<String>,
 }
 
-impl ProfileSummary {
+impl ProfileOutcome {
     /// True when the generation was stopped early by the interrupt flag.
     pub fn interrupted(&self) -> bool {
         self.status == Some(crate::store::RunStatus::Interrupted)
@@ -153,131 +119,64 @@ pub enum ProfileError {
     /// A setting is not valid.
     #[error("{0}")]
     Setting(String),
-    /// The model could not be fetched.
-    #[error(
-        "fetching the model failed: {0}. Fix: run scripts/fetch-model.sh and read its message"
-    )]
-    Fetch(String),
 }
 
-/// Ctrl-C and SIGTERM handling for a profile: the first signal raises the flag given to
-/// [`run`] (generation stops at the next token and the run is finished as
-/// `interrupted`); a second one exits at once.
-pub struct Interrupt {
-    flag: Arc<AtomicBool>,
-    signal: Arc<std::sync::atomic::AtomicUsize>,
+/// What [`run_with_events`] reports while it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum ProfileEvent<'a> {
+    /// The text of a generated token, as it comes.
+    Token(&'a str),
+    /// The generation ended (the run is finished and read back next).
+    Generated,
 }
 
-impl Interrupt {
-    /// Installs the handlers (async-signal-safe: they only store to atomics).
-    pub fn install() -> std::io::Result<Interrupt> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let flag = Arc::new(AtomicBool::new(false));
-        let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        for sig in [SIGINT, SIGTERM] {
-            // Registered first, so it sees the flag as the previous signal left it.
-            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&flag))?;
-            signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
-            signal_hook::flag::register(sig, Arc::clone(&flag))?;
-        }
-        Ok(Interrupt { flag, signal })
-    }
-
-    /// The flag for [`run`].
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.flag)
-    }
-
-    /// The conventional exit code after the signal that came (130 for SIGINT, 143 for
-    /// SIGTERM), `None` when none came.
-    pub fn exit_code(&self) -> Option<u8> {
-        match self.signal.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => None,
-            sig => Some((128 + sig).min(255) as u8),
-        }
-    }
-}
-
-/// Runs `scripts/fetch-model.sh` when the default model is missing.
-pub fn ensure_default_model(quiet: bool) -> Result<PathBuf, ProfileError> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = root.join(SMOLLM2_PATH);
-    if path.is_file() {
-        return Ok(path);
-    }
-    if !quiet {
-        eprintln!(
-            "model {} is missing: fetching it with scripts/fetch-model.sh",
-            path.display()
-        );
-    }
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/fetch-model.sh"))
-        .status()
-        .map_err(|e| ProfileError::Fetch(e.to_string()))?;
-    if !status.success() || !path.is_file() {
-        return Err(ProfileError::Fetch(format!(
-            "scripts/fetch-model.sh ended with {status}"
-        )));
-    }
-    Ok(path)
-}
-
-/// Profiles one generation. Streams the response to stdout unless `quiet` or `json`.
+/// Profiles one generation, streaming the text of each generated token to `on_token`.
 ///
 /// When `interrupt` is raised (by a Ctrl-C or SIGTERM handler: see
 /// `signal_hook::flag::register`), generation stops at the next token, and the run is
 /// finished as `interrupted` with everything recorded so far attributed and written.
 pub fn run(
-    args: &ProfileArgs,
+    options: &ProfileOptions,
     interrupt: Option<Arc<AtomicBool>>,
-) -> Result<ProfileSummary, ProfileError> {
-    let quiet = args.quiet || args.json;
-    let requant: Requant = args.requant.parse()?;
-    let device_kind: DeviceKind = args.device.parse()?;
-    let model_path = match &args.model {
-        Some(p) => p.clone(),
-        None => ensure_default_model(quiet)?,
-    };
-    let power = match args.power.as_str() {
-        "none" => None,
-        other => {
-            let spec = SourceSpec::parse(other)?;
-            Some(match &args.gpus {
-                Some(gpus) => spec.with_gpus(gpus)?,
-                None => spec,
-            })
+    mut on_token: impl FnMut(&str),
+) -> Result<ProfileOutcome, ProfileError> {
+    run_with_events(options, interrupt, |event| {
+        if let ProfileEvent::Token(text) = event {
+            on_token(text);
         }
-    };
-    let sync_point = match args.sync.as_str() {
-        "token" => SyncPoint::PerToken,
-        "layer" => SyncPoint::PerLayer,
-        other => {
-            return Err(ProfileError::Setting(format!(
-                "--sync {other}: use token or layer"
-            )))
-        }
-    };
+    })
+}
+
+/// [`run`], also saying when the generation ended ([`ProfileEvent::Generated`]).
+pub fn run_with_events(
+    options: &ProfileOptions,
+    interrupt: Option<Arc<AtomicBool>>,
+    mut on_event: impl FnMut(ProfileEvent<'_>),
+) -> Result<ProfileOutcome, ProfileError> {
+    let model_path = &options.model;
     if !model_path.is_file() {
-        return Err(super::Error::ModelNotFound { path: model_path }.into());
+        return Err(super::Error::ModelNotFound {
+            path: model_path.clone(),
+        }
+        .into());
     }
-    let device = device_kind.open(0)?;
+    let device = options.device.open(0)?;
 
     // The subscriber goes in before the model is built: candle creates its spans then.
-    let guard = if args.no_profile {
+    let guard = if options.no_profile {
         None
     } else {
         let mut builder = EnergyLayer::builder()
-            .db(&args.db)
-            .power(power)
-            .interval(Duration::from_millis(args.interval_ms.max(1)))
+            .db(&options.db)
+            .power(options.power.clone())
+            .interval(options.interval.max(Duration::from_millis(1)))
             .model(model_path.file_name().map_or_else(
                 || model_path.display().to_string(),
                 |n| n.to_string_lossy().into_owned(),
             ))
-            .prompt(args.prompt.clone())
-            .tags(args.tags.clone());
-        if let Some(e) = &args.experiment {
+            .prompt(options.prompt.clone())
+            .tags(options.tags.clone());
+        if let Some(e) = &options.experiment {
             builder = builder.experiment(e.clone());
         }
         if let Some(hook) = super::sync_hook_for(&device) {
@@ -287,7 +186,7 @@ pub fn run(
                         tracing::warn!("device synchronize failed: {e}");
                     }
                 }),
-                sync_point,
+                options.sync,
             );
         }
         let (layer, guard) = builder.build()?;
@@ -309,33 +208,27 @@ pub fn run(
     };
 
     let generated = (|| -> Result<super::GenerationOutput, super::Error> {
-        let model = Model::load(&model_path, &device, requant)?;
-        let options = GenerationOptions {
-            temperature: args.temperature,
-            seed: args.seed,
+        let model = Model::load(model_path, &device, options.requant)?;
+        let generation = GenerationOptions {
+            temperature: options.temperature,
+            seed: options.seed,
             ..GenerationOptions::default()
         };
-        let mut generator = Generator::new(model, options)?;
+        let mut generator = Generator::new(model, generation)?;
         generator.set_interrupt(interrupt.clone());
         if guard.is_some() {
             // The energy layer calls the fence at its sync points instead.
             generator.set_sync_hook(None);
         }
-        let mut print = |t: &super::TokenEvent| {
-            if !quiet {
-                use std::io::Write;
-                print!("{}", terminal_safe(&t.text));
-                let _ = std::io::stdout().flush();
-            }
-        };
-        if args.raw {
-            generator.generate_text(&args.prompt, args.max_tokens, &mut print)
+        let mut stream = |t: &super::TokenEvent| on_event(ProfileEvent::Token(&t.text));
+        if options.raw {
+            generator.generate_text(&options.prompt, options.max_tokens, &mut stream)
         } else {
             generator.generate_chat(
-                args.system.as_deref(),
-                &args.prompt,
-                args.max_tokens,
-                &mut print,
+                options.system.as_deref(),
+                &options.prompt,
+                options.max_tokens,
+                &mut stream,
             )
         }
     })();
@@ -349,9 +242,7 @@ pub fn run(
         (Err(e), None) => return Err(e.into()),
     };
     let (out, guard) = out;
-    if !quiet {
-        println!();
-    }
+    on_event(ProfileEvent::Generated);
     let prompt_tokens = out.prompt_tokens.len();
     let prefill_tokens_per_s = if out.tokens.is_empty() {
         0.0
@@ -359,7 +250,7 @@ pub fn run(
         prompt_tokens as f64 / out.prefill_time.as_secs_f64().max(1e-9)
     };
     let decode_tokens_per_s = out.decode_ms_per_token().map(|ms| 1000.0 / ms.max(1e-9));
-    let mut summary = ProfileSummary {
+    let mut summary = ProfileOutcome {
         run_id: None,
         db: None,
         prompt_tokens,
@@ -436,126 +327,4 @@ pub fn run(
         summary.warnings.push(e.clone());
     }
     Ok(summary)
-}
-
-/// Generated text as it may reach a terminal: line breaks and tabs kept, every other control
-/// character (ESC starts terminal commands) shown escaped, as `\x1b`.
-fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !text.chars().any(unsafe_char) {
-        return text.into();
-    }
-    text.chars()
-        .map(|c| {
-            if unsafe_char(c) {
-                format!("\\x{:02x}", c as u32)
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
-}
-
-/// Prints the summary for a person.
-pub fn print_summary(s: &ProfileSummary) {
-    let mj = |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |v| format!("{:.1} mJ", v));
-    let source = match (&s.power_source, s.estimated) {
-        (Some(src), true) => format!("{src} (ESTIMATED from CPU time, not measured)"),
-        (Some(src), false) => src.clone(),
-        (None, _) => "none (times only)".into(),
-    };
-    println!("--- energy profile ---");
-    if s.interrupted() {
-        println!("status            INTERRUPTED: stopped early, what ran is recorded");
-    }
-    println!("power source      {source}");
-    println!("total energy      {}", mj(s.total_energy_mj));
-    if let Some(note) = coverage_note(s) {
-        println!("coverage          {note}");
-    }
-    if s.generated_tokens == 0 {
-        println!(
-            "prefill           did not run ({} prompt tokens)",
-            s.prompt_tokens
-        );
-    } else {
-        println!(
-            "prefill           {} prompt tokens, {:.1} tokens/s, {} per prompt token",
-            s.prompt_tokens,
-            s.prefill_tokens_per_s,
-            mj(s.prefill_energy_per_prompt_token_mj)
-        );
-    }
-    match s.decode_tokens_per_s {
-        Some(tps) => println!(
-            "decode            {} tokens, {:.1} tokens/s, {} per token",
-            s.generated_tokens.saturating_sub(1),
-            tps,
-            mj(s.decode_energy_per_token_mj)
-        ),
-        None => println!("decode            no decode step"),
-    }
-    println!(
-        "per token         {} (all generated tokens)",
-        mj(s.energy_per_token_mj)
-    );
-    if !s.hottest.is_empty() {
-        println!("hottest components:");
-        for h in s.hottest.iter().take(5) {
-            let layer = h
-                .layer_index
-                .map_or_else(|| "model".to_string(), |l| format!("layer {l:>2}"));
-            let share = h.share_of_run.map_or(String::new(), |f| {
-                format!(" ({:.1}% of the measured energy)", f * 100.0)
-            });
-            println!(
-                "  {layer} {:<10} {:>9.1} mJ{share}",
-                h.component, h.energy_mj
-            );
-        }
-    }
-    match (&s.run_id, &s.db) {
-        (Some(id), Some(db)) => println!("run {id} in {}", db.display()),
-        _ => println!("not profiled (--no-profile)"),
-    }
-    if s.dropped_records > 0 {
-        println!("warning: {} records were dropped", s.dropped_records);
-    }
-    for w in &s.warnings {
-        println!("warning: {w}");
-    }
-}
-
-/// "energy measured for 0.4 s of 3.1 s (13 %): shares are of the measured part" when the
-/// samples did not cover the whole run.
-fn coverage_note(s: &ProfileSummary) -> Option<String> {
-    let (m, d) = (s.measured_ms?, s.duration_ms?);
-    let share = if d > 0.0 {
-        (m / d).clamp(0.0, 1.0)
-    } else {
-        1.0
-    };
-    (share < 0.995).then(|| {
-        format!(
-            "energy measured for {:.1} s of {:.1} s ({:.0} %): the rest of the run is unmeasured, and shares are of the measured part",
-            m / 1000.0,
-            d / 1000.0,
-            share * 100.0
-        )
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_text_reaches_the_terminal_without_control_sequences() {
-        assert_eq!(terminal_safe("plain\n\ttext"), "plain\n\ttext");
-        assert_eq!(
-            terminal_safe("a\u{1b}]0;title\u{7}\u{9b}2J"),
-            "a\\x1b]0;title\\x07\\x9b2J"
-        );
-    }
 }

@@ -78,7 +78,7 @@ impl EnergyGuard {
 }
 
 fn already_finished() -> Error {
-    Error::WriterFailed("the run was already finished".into())
+    Error::AlreadyFinished
 }
 
 impl Drop for EnergyGuard {

@@ -15,14 +15,15 @@
 //!
 //! # How it works
 //!
-//! - **Hot path** ([`hot`]). `on_enter` and `on_exit` read the clock and push or pop a
+//! - **Hot path** (`layer/hot.rs`). `on_enter` and `on_exit` read the clock and push or pop a
 //!   frame on a per-thread stack; `on_exit` pushes one fixed-size record into the thread's
 //!   own single-producer ring (allocated once per thread). No allocation, lock, system
-//!   call or SQLite work happens per enter or exit (a span seen for the first time on a
-//!   thread is looked up once in the registry). When a ring is full, the [`Overflow`]
+//!   call or SQLite work happens per enter or exit (a span is looked up in the registry the
+//!   first time a thread enters it, and again after any span closes, since span ids are
+//!   reused: every close makes each thread re-resolve its small cache). When a ring is full, the [`Overflow`]
 //!   policy applies: wait briefly for the processor, then drop and count (the count is
 //!   stored on the run).
-//! - **Processor thread** ([`processor`]). Drains the rings every few milliseconds and
+//! - **Processor thread** (`layer/processor/`). Drains the rings every few milliseconds and
 //!   finalizes each section as soon as the power samples cover it (the sample buffer's
 //!   watermark): a streaming form of the attribution ([`crate::attribution::EnergyStream`])
 //!   gives each section's energy in O(log n), and what lies behind the oldest open section

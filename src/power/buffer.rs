@@ -159,18 +159,6 @@ impl SampleBuffer {
         self.collect_overlapping(t0_ns, t1_ns, None)
     }
 
-    /// Samples of the sources with this name whose window overlaps `[t0_ns, t1_ns]`, ordered
-    /// by window end.
-    pub fn overlapping_from(&self, source: &str, t0_ns: u64, t1_ns: u64) -> Vec<PowerSample> {
-        let ids: Vec<u16> = {
-            let inner = self.inner.lock();
-            (0..inner.sources.len() as u16)
-                .filter(|i| &*inner.sources[*i as usize].name == source)
-                .collect()
-        };
-        self.collect_overlapping(t0_ns, t1_ns, Some(&ids))
-    }
-
     /// Samples of one registered source whose window overlaps `[t0_ns, t1_ns]`.
     pub fn overlapping_source(&self, id: SourceId, t0_ns: u64, t1_ns: u64) -> Vec<PowerSample> {
         self.collect_overlapping(t0_ns, t1_ns, Some(&[id.0]))
@@ -200,12 +188,6 @@ impl SampleBuffer {
             })
             .map(|s| inner.to_sample(s))
             .collect()
-    }
-
-    /// The sample with the latest window end.
-    pub fn latest(&self) -> Option<PowerSample> {
-        let inner = self.inner.lock();
-        inner.samples.back().map(|s| inner.to_sample(s))
     }
 
     /// The time (ns since the process origin) up to which samples are complete, or `None`
@@ -342,9 +324,7 @@ mod tests {
         let got: Vec<u64> = b.overlapping(350, 350).iter().map(|s| s.start_ns).collect();
         assert_eq!(got, vec![300]);
         assert!(b.overlapping(5000, 6000).is_empty());
-        assert!(b.overlapping_from("other", 0, 1000).is_empty());
-        assert_eq!(b.overlapping_from("test", 0, 1000).len(), 10);
-        assert_eq!(b.latest().unwrap().end_ns, 1000);
+        assert_eq!(b.overlapping(0, 1000).last().unwrap().end_ns, 1000);
     }
 
     #[test]
@@ -413,7 +393,7 @@ mod tests {
         let b = SampleBuffer::with_capacity(10);
         let id = b.open_source("test");
         b.push(id, &sample(0, 100, 5.0));
-        let s = b.latest().unwrap();
+        let s = b.overlapping(0, 100).pop().unwrap();
         assert_eq!(s.energy.cpu, Some(5.0));
         assert_eq!(s.energy.gpu, None);
         assert_eq!(s.energy.dram, None);

@@ -1,8 +1,9 @@
 //! Bulk reads for the reports, through the store's reading connection (one snapshot when
 //! the caller holds a [`Store::read_snapshot`]).
 //!
-//! Rows come from the store's run-wide reads; the grouped sums a report needs are queried
-//! here.
+//! Rows come from the store's run-wide reads, and the grouped sums a report needs from the
+//! store's grouped reads (`Store::get_component_groups`, `Store::get_layer_groups`): no SQL
+//! is written here.
 
 use crate::store::{ComponentRecord, LayerRecord, OperationRecord, Row, Run, RunId, Store};
 use crate::{Error, Result};
@@ -20,6 +21,7 @@ pub(super) fn run_or_error(store: &Store, run: RunId) -> Result<Run> {
     })
 }
 
+/// Energy and time of one (phase, layer, component kind) group of component rows.
 #[derive(Debug, Clone)]
 pub(super) struct ComponentGroup {
     /// The phase of the tokens (`prefill`, `decode`, ...).
@@ -70,56 +72,40 @@ impl<'a> Reader<'a> {
         self.store.get_run_operations(run)
     }
 
+    /// Component rows summed per (token phase, layer, component kind), in order of first
+    /// appearance ([`Store::get_component_groups`]).
     pub fn component_groups(&self, run: RunId) -> Result<Vec<ComponentGroup>> {
-        self.store.with_conn(|conn| {
-            // Per token first, so that a kind appearing twice in a layer counts its token once.
-            let mut st = conn.prepare(
-                "SELECT COALESCE(t.phase, 'unknown'), g.layer_index, g.component,
-                        SUM(g.e), SUM(g.known), SUM(g.d), COUNT(*), SUM(COALESCE(t.n_tokens, 1))
-                 FROM (SELECT token_index, layer_index, component, SUM(energy_mj) AS e,
-                              COUNT(energy_mj) AS known, SUM(duration_ms) AS d
-                       FROM component_metrics WHERE run_id = ?1
-                       GROUP BY token_index, layer_index, component) g
-                 LEFT JOIN tokens t ON t.run_id = ?1 AND t.token_index = g.token_index
-                 GROUP BY 1, 2, 3
-                 ORDER BY MIN(g.token_index), 2, 3",
-            )?;
-            let rows = st.query_map([run], |r| {
-                let known: i64 = r.get(4)?;
-                Ok(ComponentGroup {
-                    phase: r.get(0)?,
-                    layer: r.get(1)?,
-                    component: r.get(2)?,
-                    energy_mj: if known > 0 { r.get(3)? } else { None },
-                    duration_ms: r.get::<_, Option<f64>>(5)?.unwrap_or(0.0),
-                    token_rows: r.get::<_, i64>(6)?.max(0) as u64,
-                    tokens: r.get::<_, i64>(7)?.max(0) as u64,
-                })
-            })?;
-            rows.collect()
-        })
+        Ok(self
+            .store
+            .get_component_groups(run)?
+            .into_iter()
+            .map(
+                |(phase, layer, component, energy_mj, duration_ms, token_rows, tokens)| {
+                    ComponentGroup {
+                        phase,
+                        layer,
+                        component,
+                        energy_mj,
+                        duration_ms,
+                        token_rows,
+                        tokens,
+                    }
+                },
+            )
+            .collect())
     }
 
-    /// Layer rows summed per (token phase, layer).
+    /// Layer rows summed per (token phase, layer) ([`Store::get_layer_groups`]).
     pub fn layer_groups(&self, run: RunId) -> Result<Vec<LayerGroup>> {
-        self.store.with_conn(|conn| {
-            let mut st = conn.prepare(
-                "SELECT COALESCE(t.phase, 'unknown'), l.layer_index, SUM(l.energy_mj),
-                        COUNT(l.energy_mj)
-                 FROM layer_metrics l
-                 LEFT JOIN tokens t ON t.run_id = l.run_id AND t.token_index = l.token_index
-                 WHERE l.run_id = ?1
-                 GROUP BY 1, 2 ORDER BY MIN(l.token_index), 2",
-            )?;
-            let rows = st.query_map([run], |r| {
-                let known: i64 = r.get(3)?;
-                Ok(LayerGroup {
-                    phase: r.get(0)?,
-                    layer: r.get(1)?,
-                    energy_mj: if known > 0 { r.get(2)? } else { None },
-                })
-            })?;
-            rows.collect()
-        })
+        Ok(self
+            .store
+            .get_layer_groups(run)?
+            .into_iter()
+            .map(|(phase, layer, energy_mj)| LayerGroup {
+                phase,
+                layer,
+                energy_mj,
+            })
+            .collect())
     }
 }

@@ -311,18 +311,6 @@ impl Store {
         })
     }
 
-    /// One layer row by its id.
-    pub fn get_layer_row(&self, layer_row_id: i64) -> Result<Option<Row<LayerRecord>>> {
-        self.with_conn(|c| {
-            c.query_row(
-                &format!("SELECT id, run_id, token_index, layer_index, {TIMED} FROM layer_metrics WHERE id = ?1"),
-                [layer_row_id],
-                layer_from_row,
-            )
-            .optional()
-        })
-    }
-
     /// The component rows of one layer row (by the layer row's id), in order.
     pub fn get_component_metrics(&self, layer_row_id: i64) -> Result<Vec<Row<ComponentRecord>>> {
         self.with_conn(|c| {
@@ -616,4 +604,73 @@ fn prefixed(alias: &str) -> String {
         .map(|c| format!("{alias}.{}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The grouped sums of the HTML report (read by `report::data`, which names the fields).
+impl Store {
+    /// The run's component rows summed per (token phase, layer, component kind), in order
+    /// of first appearance: one tuple `(phase, layer, component, energy_mj, duration_ms,
+    /// token_rows, tokens)` per group, where `phase` is the tokens' phase (`unknown` for a
+    /// row without its token), `layer` is `None` for model-level components, `energy_mj`
+    /// is `None` when no row of the group has one, `duration_ms` is the summed duration,
+    /// `token_rows` the token rows the group covers and `tokens` the tokens those rows
+    /// processed (the prompt length for the prefill).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn get_component_groups(
+        &self,
+        run: RunId,
+    ) -> Result<Vec<(String, Option<u32>, String, Option<f64>, f64, u64, u64)>> {
+        self.with_conn(|conn| {
+            // Per token first, so that a kind appearing twice in a layer counts its token once.
+            let mut st = conn.prepare(
+                "SELECT COALESCE(t.phase, 'unknown'), g.layer_index, g.component,
+                        SUM(g.e), SUM(g.known), SUM(g.d), COUNT(*), SUM(COALESCE(t.n_tokens, 1))
+                 FROM (SELECT token_index, layer_index, component, SUM(energy_mj) AS e,
+                              COUNT(energy_mj) AS known, SUM(duration_ms) AS d
+                       FROM component_metrics WHERE run_id = ?1
+                       GROUP BY token_index, layer_index, component) g
+                 LEFT JOIN tokens t ON t.run_id = ?1 AND t.token_index = g.token_index
+                 GROUP BY 1, 2, 3
+                 ORDER BY MIN(g.token_index), 2, 3",
+            )?;
+            let rows = st.query_map([run], |r| {
+                let known: i64 = r.get(4)?;
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    if known > 0 { r.get(3)? } else { None },
+                    r.get::<_, Option<f64>>(5)?.unwrap_or(0.0),
+                    r.get::<_, i64>(6)?.max(0) as u64,
+                    r.get::<_, i64>(7)?.max(0) as u64,
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The run's layer rows summed per (token phase, layer), in order of first appearance:
+    /// one tuple `(phase, layer, energy_mj)` per group, where `phase` is `unknown` for a
+    /// row without its token and `energy_mj` is `None` when no row of the group has one.
+    pub(crate) fn get_layer_groups(&self, run: RunId) -> Result<Vec<(String, u32, Option<f64>)>> {
+        self.with_conn(|conn| {
+            let mut st = conn.prepare(
+                "SELECT COALESCE(t.phase, 'unknown'), l.layer_index, SUM(l.energy_mj),
+                        COUNT(l.energy_mj)
+                 FROM layer_metrics l
+                 LEFT JOIN tokens t ON t.run_id = l.run_id AND t.token_index = l.token_index
+                 WHERE l.run_id = ?1
+                 GROUP BY 1, 2 ORDER BY MIN(l.token_index), 2",
+            )?;
+            let rows = st.query_map([run], |r| {
+                let known: i64 = r.get(3)?;
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    if known > 0 { r.get(2)? } else { None },
+                ))
+            })?;
+            rows.collect()
+        })
+    }
 }

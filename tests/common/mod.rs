@@ -3,6 +3,8 @@
 //! check the library's splitter and parser against.
 #![allow(dead_code)]
 
+#[cfg(feature = "candle")]
+pub mod model;
 pub mod records;
 
 use std::path::{Path, PathBuf};

@@ -12,6 +12,8 @@
 mod compare;
 mod db;
 mod export;
+#[cfg(feature = "candle")]
+mod profile_cmd;
 mod spans;
 mod table;
 
@@ -68,7 +70,7 @@ enum Command {
     Export(export::ExportArgs),
     /// Profile a llama-family GGUF model (default SmolLM2-135M) generating text.
     #[cfg(feature = "candle")]
-    Profile(Box<tracing_energy::candle::profile::ProfileArgs>),
+    Profile(Box<profile_cmd::ProfileArgs>),
 }
 
 #[derive(clap::Args)]
@@ -361,20 +363,8 @@ fn print_sample(out: &mut impl Write, s: &PowerSample, format: Format) -> anyhow
 }
 
 #[cfg(feature = "candle")]
-fn profile(args: Box<tracing_energy::candle::profile::ProfileArgs>) -> anyhow::Result<ExitCode> {
-    use tracing_energy::candle::profile::{print_summary, run, Interrupt};
-    let interrupt = Interrupt::install()?;
-    let summary = run(&args, Some(interrupt.flag()))?;
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        print_summary(&summary);
-    }
-    // 128 + the signal, as a shell reports a program a signal stopped.
-    Ok(match interrupt.exit_code() {
-        Some(code) if summary.interrupted() => ExitCode::from(code),
-        _ => ExitCode::SUCCESS,
-    })
+fn profile(args: Box<profile_cmd::ProfileArgs>) -> anyhow::Result<ExitCode> {
+    profile_cmd::main_profile(&args)
 }
 
 fn doctor() -> anyhow::Result<ExitCode> {

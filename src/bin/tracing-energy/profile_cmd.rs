@@ -1,0 +1,361 @@
+//! `tracing-energy profile` and `examples/profile.rs` (which includes this file with
+//! `#[path]`): the flags, their conversion into [`ProfileOptions`], fetching the default
+//! model, signal handling, and the printed summary. The profiling itself is
+//! [`tracing_energy::candle::profile`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing_energy::candle::profile::{
+    run_with_events, ProfileError, ProfileEvent, ProfileOptions, ProfileOutcome,
+};
+use tracing_energy::candle::{DeviceKind, Requant, SMOLLM2_PATH};
+use tracing_energy::power::SourceSpec;
+use tracing_energy::SyncPoint;
+
+/// What to profile and how.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProfileArgs {
+    /// The prompt (wrapped in the model's chat template unless --raw).
+    #[arg(long, default_value = "What is the capital of France?")]
+    pub prompt: String,
+    /// A system message for the chat template.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Use the prompt verbatim (special tokens such as <|im_start|> are parsed).
+    #[arg(long)]
+    pub raw: bool,
+    /// Generate at most this many tokens (at least 1: the prefill yields the first).
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    pub max_tokens: usize,
+    /// The GGUF model file (default: SmolLM2-135M-Instruct, fetched into models/ when missing).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The profile database.
+    #[arg(long, default_value = "profiles.db", env = "TRACING_ENERGY_DB")]
+    pub db: PathBuf,
+    /// Power source: auto, powermetrics, rapl, nvml, rapl+nvml, estimate, replay:PATH or none.
+    #[arg(long, default_value = "auto")]
+    pub power: String,
+    /// NVIDIA GPUs to read with nvml or rapl+nvml, e.g. `0,2` (default: those
+    /// CUDA_VISIBLE_DEVICES names, else all).
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// Power sample interval in milliseconds (1 to 600000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub interval_ms: u64,
+    /// Tags for the run (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// An experiment name for the run.
+    #[arg(long)]
+    pub experiment: Option<String>,
+    /// Run the same generation without the profiler (to measure its overhead).
+    #[arg(long)]
+    pub no_profile: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Sampling temperature; 0 is greedy (deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 299792458)]
+    pub seed: u64,
+    /// Re-quantize the weights at load: none or q8_0 (much faster decode on CPU).
+    #[arg(long, default_value = "none")]
+    pub requant: String,
+    /// Device: cpu, metal or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Where to synchronize a GPU device: token or layer.
+    #[arg(long, default_value = "token")]
+    pub sync: String,
+    /// Do not print the response as it is generated.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => {
+            Err("0 generates nothing: give at least 1 (the prefill yields the first token)".into())
+        }
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{text}` is not a token count: {e}")),
+    }
+}
+
+impl ProfileArgs {
+    /// The typed options, with the default model fetched when `--model` is not given.
+    pub fn to_options(&self) -> anyhow::Result<ProfileOptions> {
+        let quiet = self.quiet || self.json;
+        let requant: Requant = self.requant.parse().map_err(ProfileError::from)?;
+        let device: DeviceKind = self.device.parse().map_err(ProfileError::from)?;
+        let model = match &self.model {
+            Some(p) => p.clone(),
+            None => ensure_default_model(quiet)?,
+        };
+        let power = match self.power.as_str() {
+            "none" => None,
+            other => {
+                let spec = SourceSpec::parse(other).map_err(ProfileError::from)?;
+                Some(match &self.gpus {
+                    Some(gpus) => spec.with_gpus(gpus).map_err(ProfileError::from)?,
+                    None => spec,
+                })
+            }
+        };
+        let sync = match self.sync.as_str() {
+            "token" => SyncPoint::PerToken,
+            "layer" => SyncPoint::PerLayer,
+            other => {
+                return Err(
+                    ProfileError::Setting(format!("--sync {other}: use token or layer")).into(),
+                )
+            }
+        };
+        Ok(ProfileOptions {
+            prompt: self.prompt.clone(),
+            system: self.system.clone(),
+            raw: self.raw,
+            max_tokens: self.max_tokens,
+            model,
+            db: self.db.clone(),
+            power,
+            interval: Duration::from_millis(self.interval_ms),
+            tags: self.tags.clone(),
+            experiment: self.experiment.clone(),
+            no_profile: self.no_profile,
+            temperature: self.temperature,
+            seed: self.seed,
+            requant,
+            device,
+            sync,
+        })
+    }
+}
+
+/// Runs `scripts/fetch-model.sh` (of this package) when the default model is missing.
+pub fn ensure_default_model(quiet: bool) -> anyhow::Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join(SMOLLM2_PATH);
+    if path.is_file() {
+        return Ok(path);
+    }
+    if !quiet {
+        eprintln!(
+            "model {} is missing: fetching it with scripts/fetch-model.sh",
+            path.display()
+        );
+    }
+    let fetch_failed = |why: String| {
+        anyhow::anyhow!(
+            "fetching the model failed: {why}. Fix: run scripts/fetch-model.sh and read its message"
+        )
+    };
+    let status = std::process::Command::new("bash")
+        .arg(root.join("scripts/fetch-model.sh"))
+        .status()
+        .map_err(|e| fetch_failed(e.to_string()))?;
+    if !status.success() || !path.is_file() {
+        return Err(fetch_failed(format!(
+            "scripts/fetch-model.sh ended with {status}"
+        )));
+    }
+    Ok(path)
+}
+
+/// Ctrl-C and SIGTERM handling for a profile: the first signal raises the flag given to
+/// [`run_with_events`] (generation stops at the next token and the run is finished as
+/// `interrupted`); a second one exits at once.
+pub struct Interrupt {
+    flag: Arc<AtomicBool>,
+    signal: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Interrupt {
+    /// Installs the handlers (async-signal-safe: they only store to atomics).
+    pub fn install() -> std::io::Result<Interrupt> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let flag = Arc::new(AtomicBool::new(false));
+        let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for sig in [SIGINT, SIGTERM] {
+            // Registered first, so it sees the flag as the previous signal left it.
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&flag))?;
+            signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
+            signal_hook::flag::register(sig, Arc::clone(&flag))?;
+        }
+        Ok(Interrupt { flag, signal })
+    }
+
+    /// The flag for [`run_with_events`].
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.flag)
+    }
+
+    /// The conventional exit code after the signal that came (130 for SIGINT, 143 for
+    /// SIGTERM), `None` when none came.
+    pub fn exit_code(&self) -> Option<u8> {
+        match self.signal.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            sig => Some((128 + sig).min(255) as u8),
+        }
+    }
+}
+
+/// `profile`: streams the response (unless --quiet or --json), then prints the summary.
+/// A run stopped by a signal exits with 128 + the signal, as a shell reports a program a
+/// signal stopped.
+pub fn main_profile(args: &ProfileArgs) -> anyhow::Result<ExitCode> {
+    let interrupt = Interrupt::install()?;
+    let options = args.to_options()?;
+    let quiet = args.quiet || args.json;
+    let outcome = run_with_events(&options, Some(interrupt.flag()), |event| {
+        if quiet {
+            return;
+        }
+        match event {
+            ProfileEvent::Token(text) => {
+                print!("{}", terminal_safe(text));
+                let _ = std::io::stdout().flush();
+            }
+            ProfileEvent::Generated => println!(),
+        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        print_summary(&outcome);
+    }
+    Ok(match interrupt.exit_code() {
+        Some(code) if outcome.interrupted() => ExitCode::from(code),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// Generated text as it may reach a terminal: line breaks and tabs kept, every other control
+/// character (ESC starts terminal commands) shown escaped, as `\x1b`.
+fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                format!("\\x{:02x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// Prints the summary for a person.
+pub fn print_summary(s: &ProfileOutcome) {
+    let mj = |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |v| format!("{:.1} mJ", v));
+    let source = match (&s.power_source, s.estimated) {
+        (Some(src), true) => format!("{src} (ESTIMATED from CPU time, not measured)"),
+        (Some(src), false) => src.clone(),
+        (None, _) => "none (times only)".into(),
+    };
+    println!("--- energy profile ---");
+    if s.interrupted() {
+        println!("status            INTERRUPTED: stopped early, what ran is recorded");
+    }
+    println!("power source      {source}");
+    println!("total energy      {}", mj(s.total_energy_mj));
+    if let Some(note) = coverage_note(s) {
+        println!("coverage          {note}");
+    }
+    if s.generated_tokens == 0 {
+        println!(
+            "prefill           did not run ({} prompt tokens)",
+            s.prompt_tokens
+        );
+    } else {
+        println!(
+            "prefill           {} prompt tokens, {:.1} tokens/s, {} per prompt token",
+            s.prompt_tokens,
+            s.prefill_tokens_per_s,
+            mj(s.prefill_energy_per_prompt_token_mj)
+        );
+    }
+    match s.decode_tokens_per_s {
+        Some(tps) => println!(
+            "decode            {} tokens, {:.1} tokens/s, {} per token",
+            s.generated_tokens.saturating_sub(1),
+            tps,
+            mj(s.decode_energy_per_token_mj)
+        ),
+        None => println!("decode            no decode step"),
+    }
+    println!(
+        "per token         {} (all generated tokens)",
+        mj(s.energy_per_token_mj)
+    );
+    if !s.hottest.is_empty() {
+        println!("hottest components:");
+        for h in s.hottest.iter().take(5) {
+            let layer = h
+                .layer_index
+                .map_or_else(|| "model".to_string(), |l| format!("layer {l:>2}"));
+            let share = h.share_of_run.map_or(String::new(), |f| {
+                format!(" ({:.1}% of the measured energy)", f * 100.0)
+            });
+            println!(
+                "  {layer} {:<10} {:>9.1} mJ{share}",
+                h.component, h.energy_mj
+            );
+        }
+    }
+    match (&s.run_id, &s.db) {
+        (Some(id), Some(db)) => println!("run {id} in {}", db.display()),
+        _ => println!("not profiled (--no-profile)"),
+    }
+    if s.dropped_records > 0 {
+        println!("warning: {} records were dropped", s.dropped_records);
+    }
+    for w in &s.warnings {
+        println!("warning: {w}");
+    }
+}
+
+/// "energy measured for 0.4 s of 3.1 s (13 %): shares are of the measured part" when the
+/// samples did not cover the whole run.
+fn coverage_note(s: &ProfileOutcome) -> Option<String> {
+    let (m, d) = (s.measured_ms?, s.duration_ms?);
+    let share = if d > 0.0 {
+        (m / d).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    (share < 0.995).then(|| {
+        format!(
+            "energy measured for {:.1} s of {:.1} s ({:.0} %): the rest of the run is unmeasured, and shares are of the measured part",
+            m / 1000.0,
+            d / 1000.0,
+            share * 100.0
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_text_reaches_the_terminal_without_control_sequences() {
+        assert_eq!(terminal_safe("plain\n\ttext"), "plain\n\ttext");
+        assert_eq!(
+            terminal_safe("a\u{1b}]0;title\u{7}\u{9b}2J"),
+            "a\\x1b]0;title\\x07\\x9b2J"
+        );
+    }
+}
