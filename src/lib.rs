@@ -43,6 +43,7 @@ pub mod attribution;
 pub mod candle;
 pub mod clock;
 mod error;
+mod host;
 pub mod layer;
 pub mod power;
 pub mod report;

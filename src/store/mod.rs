@@ -18,7 +18,6 @@
 //! - [`Store::read_snapshot`] reads several queries from one consistent snapshot (one read
 //!   transaction), as exports and reports do while other processes write or delete.
 
-mod host;
 mod open;
 mod queries;
 mod records;

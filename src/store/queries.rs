@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Row as SqlRow};
 
-use super::host::{host_name, pid_alive};
 use super::records::*;
 use super::{rfc3339, Store};
+use crate::host::{host_name, pid_alive};
 use crate::Result;
 
 const RUN_COLUMNS: &str = "run_id, started_at_ms, ended_at_ms, model, prompt, response, experiment,

@@ -61,7 +61,11 @@ pub struct Host {
 impl Host {
     /// Reads this machine's host name, OS release and CPU model.
     pub fn detect() -> Host {
-        super::host::detect()
+        Host {
+            name: crate::host::host_name(),
+            os: Some(crate::host::os_release()),
+            cpu: crate::host::cpu_model(),
+        }
     }
 }
 

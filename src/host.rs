@@ -1,15 +1,8 @@
-//! What machine this is: host name, OS release, CPU model.
+//! What machine this is (host name, OS release, CPU model) and whether a process on it is
+//! alive: facts about the host, read by the store for a run's metadata and for runs whose
+//! writer died.
 
-use super::records::Host;
-
-pub(crate) fn detect() -> Host {
-    Host {
-        name: host_name(),
-        os: Some(os_release()),
-        cpu: cpu_model(),
-    }
-}
-
+/// This machine's host name, `None` when it has none.
 pub(crate) fn host_name() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
@@ -22,7 +15,8 @@ pub(crate) fn host_name() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-fn os_release() -> String {
+/// The operating system and its release, e.g. `linux 6.1.0`.
+pub(crate) fn os_release() -> String {
     // SAFETY: uname fills a zeroed utsname struct.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     let release = if unsafe { libc::uname(&mut u) } == 0 {
@@ -44,7 +38,8 @@ fn os_release() -> String {
     }
 }
 
-fn cpu_model() -> Option<String> {
+/// The CPU or chip model, where the system says.
+pub(crate) fn cpu_model() -> Option<String> {
     if cfg!(target_os = "macos") {
         let out = std::process::Command::new("sysctl")
             .args(["-n", "machdep.cpu.brand_string"])
