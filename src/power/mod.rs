@@ -38,7 +38,7 @@ pub use buffer::{SampleBuffer, SourceId};
 pub use estimate::{EstimateParams, EstimateScope, EstimateSource};
 pub use polled::{Meter, PolledSource};
 pub use powermetrics::PowermetricsSource;
-pub use probe::{probe, PROBE_INTERVAL, PROBE_TIMEOUT};
+pub use probe::{probe, Probed, PROBE_INTERVAL, PROBE_TIMEOUT};
 pub use replay::ReplaySource;
 pub use sampler::{Sampler, SamplerConfig, SamplerReport, SamplerStatus, SourceContext, SourceEnd};
 pub use spec::{Chosen, SourceSpec};

@@ -18,8 +18,18 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The window length a probe asks for.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Runs `source` with windows of `interval` until its first sample (returned), its
-/// failure, or `timeout`, then stops it. Nothing reaches the global sample buffer.
+/// What a working source showed when it was tried.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    /// Its first sample.
+    pub sample: PowerSample,
+    /// Its counter's update period, measured as the sampler started it
+    /// ([`PowerSource::counter_update_period`]).
+    pub counter_update: Option<Duration>,
+}
+
+/// Runs `source` with windows of `interval` until its first sample, its failure, or
+/// `timeout`, then stops it. Nothing reaches the global sample buffer.
 ///
 /// # Errors
 /// [`Error::SourceUnavailable`] when the source says it cannot run here,
@@ -28,7 +38,7 @@ pub fn probe(
     source: Box<dyn PowerSource>,
     interval: Duration,
     timeout: Duration,
-) -> Result<PowerSample> {
+) -> Result<Probed> {
     let name = source.name();
     let (tx, rx) = crossbeam_channel::bounded(4);
     let mut config = SamplerConfig::new(interval)
@@ -42,8 +52,12 @@ pub fn probe(
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(sample) => {
+                let counter_update = sampler.counter_update();
                 drop(sampler.stop());
-                return Ok(sample);
+                return Ok(Probed {
+                    sample,
+                    counter_update,
+                });
             }
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                 let status = sampler.status();

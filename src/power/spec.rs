@@ -131,6 +131,9 @@ fn nvml_meter(gpus: &Option<String>) -> Result<Box<dyn Meter>> {
     Ok(Box::new(NvmlMeter::new(selection)))
 }
 
+/// Makes a fresh meter of one kind.
+type MakeMeter = fn() -> Box<dyn Meter>;
+
 /// `auto`: powermetrics where it is available (macOS); otherwise RAPL and NVML, each where
 /// it can be read, together when both can; otherwise the estimate. A sensor is taken only
 /// after it delivered a sample ([`probe`]); the note says what was passed over and why.
@@ -157,19 +160,20 @@ fn auto() -> Chosen {
         }
     }
     let mut meters: Vec<Box<dyn Meter>> = Vec::new();
-    let candidates: [(&str, Box<dyn Meter>); 2] = [
-        ("rapl", Box::new(RaplMeter::new())),
-        ("nvml", Box::new(NvmlMeter::new(GpuSelection::from_env()))),
+    // A probe consumes the meter it tries: each candidate is made again to be kept.
+    let candidates: [(&str, MakeMeter); 2] = [
+        ("rapl", || Box::new(RaplMeter::new())),
+        ("nvml", || {
+            Box::new(NvmlMeter::new(GpuSelection::from_env()))
+        }),
     ];
-    for (name, meter) in candidates {
+    for (name, make) in candidates {
+        let meter = make();
         match meter.is_available() {
             Availability::Available(_) => {
                 let trial = PolledSource::new(vec![meter]);
                 match probe(Box::new(trial), PROBE_INTERVAL, PROBE_TIMEOUT) {
-                    Ok(_) => meters.push(match name {
-                        "rapl" => Box::new(RaplMeter::new()),
-                        _ => Box::new(NvmlMeter::new(GpuSelection::from_env())),
-                    }),
+                    Ok(_) => meters.push(make()),
                     Err(e) => passed_over.push(format!("{name} was found but did not work ({e})")),
                 }
             }

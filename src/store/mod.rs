@@ -34,9 +34,9 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 
 pub use records::{
-    ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord, LayerSummary, Measured,
-    NewRun, OperationRecord, PhaseSummary, PipelineSection, PowerRow, Row, Run, RunEnd, RunFilter,
-    RunId, RunStatus, RunSummary, SpanRollup, TokenRecord,
+    coverage_note, ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord,
+    LayerSummary, Measured, NewRun, OperationRecord, PhaseSummary, PipelineSection, PowerRow, Row,
+    Run, RunEnd, RunFilter, RunId, RunStatus, RunSummary, SpanRollup, TokenRecord,
 };
 pub use schema::SCHEMA_VERSION;
 

@@ -222,17 +222,23 @@ impl Run {
     /// "energy measured for 0.4 s of 3.1 s (13 %)" when samples covered less than 99.5 %
     /// of the run, `None` when they covered it (or nothing is known).
     pub fn coverage_note(&self) -> Option<String> {
-        let (m, d) = (self.measured_ms?, self.duration_ms?);
-        let share = self.coverage()?;
-        (share < 0.995).then(|| {
-            format!(
-                "energy measured for {:.1} s of {:.1} s ({:.0} %)",
-                m / 1000.0,
-                d / 1000.0,
-                share * 100.0
-            )
-        })
+        coverage_note(self.measured_ms, self.duration_ms)
     }
+}
+
+/// "energy measured for 0.4 s of 3.1 s (13 %)" when `measured_ms` is less than 99.5 % of
+/// `duration_ms`; `None` when it is not, or when either is unknown or the run has no length.
+pub fn coverage_note(measured_ms: Option<f64>, duration_ms: Option<f64>) -> Option<String> {
+    let (m, d) = (measured_ms?, duration_ms?);
+    let share = (d > 0.0).then(|| (m / d).clamp(0.0, 1.0))?;
+    (share < 0.995).then(|| {
+        format!(
+            "energy measured for {:.1} s of {:.1} s ({:.0} %)",
+            m / 1000.0,
+            d / 1000.0,
+            share * 100.0
+        )
+    })
 }
 
 /// When and how much: the columns every timed row shares.

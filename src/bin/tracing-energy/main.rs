@@ -368,7 +368,7 @@ fn profile(args: Box<profile_cmd::ProfileArgs>) -> anyhow::Result<ExitCode> {
 }
 
 fn doctor() -> anyhow::Result<ExitCode> {
-    use tracing_energy::power::{probe, PROBE_INTERVAL, PROBE_TIMEOUT};
+    use tracing_energy::power::{probe, Probed, PROBE_INTERVAL, PROBE_TIMEOUT};
     let mut out = std::io::stdout().lock();
     for label in ["powermetrics", "rapl", "nvml", "estimate"] {
         let spec = SourceSpec::parse(label)?;
@@ -378,14 +378,16 @@ fn doctor() -> anyhow::Result<ExitCode> {
                 // Found is not working: run it until its first sample.
                 let started = std::time::Instant::now();
                 match probe(source, PROBE_INTERVAL, PROBE_TIMEOUT) {
-                    Ok(s) => {
-                        let cadence = match spec.build()?.counter_update_period() {
-                            Ok(Some(p)) => format!(
+                    Ok(Probed {
+                        sample: s,
+                        counter_update,
+                    }) => {
+                        let cadence = counter_update.map_or(String::new(), |p| {
+                            format!(
                                 "; its counter updates every {:.1} ms",
                                 p.as_secs_f64() * 1000.0
-                            ),
-                            _ => String::new(),
-                        };
+                            )
+                        });
                         writeln!(
                             out,
                             "{label:<14} works        {what}; first sample after {:.0} ms: {:.0} mW{}{cadence}",

@@ -330,19 +330,8 @@ pub fn print_summary(s: &ProfileOutcome) {
 /// "energy measured for 0.4 s of 3.1 s (13 %): shares are of the measured part" when the
 /// samples did not cover the whole run.
 fn coverage_note(s: &ProfileOutcome) -> Option<String> {
-    let (m, d) = (s.measured_ms?, s.duration_ms?);
-    let share = if d > 0.0 {
-        (m / d).clamp(0.0, 1.0)
-    } else {
-        1.0
-    };
-    (share < 0.995).then(|| {
-        format!(
-            "energy measured for {:.1} s of {:.1} s ({:.0} %): the rest of the run is unmeasured, and shares are of the measured part",
-            m / 1000.0,
-            d / 1000.0,
-            share * 100.0
-        )
+    tracing_energy::store::coverage_note(s.measured_ms, s.duration_ms).map(|note| {
+        format!("{note}: the rest of the run is unmeasured, and shares are of the measured part")
     })
 }
 
