@@ -299,7 +299,7 @@ fn user_convention_fields_make_tokens_layers_components_and_ops() {
                 .collect::<Vec<_>>(),
             ["attention", "mlp"]
         );
-        let ops = store.get_deep_operation_metrics(comps[0].id).unwrap();
+        let ops = store.get_operation_metrics(comps[0].id).unwrap();
         assert_eq!(ops.len(), 1);
         assert_eq!(ops[0].record.operation, "matmul");
         // Inclusive = exclusive + children, at every level.

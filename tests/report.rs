@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing_energy::report::{chrome_trace, chrome_trace_string, escape_html, render};
 use tracing_energy::store::{
-    Measured, NewRun, PipelineSection, RunEnd, SpanRollup, Store, TokenRecord,
+    Measured, NewRun, RunEnd, SectionRecord, SpanRollup, Store, TokenRecord,
 };
 use tracing_energy::Error;
 
@@ -332,7 +332,7 @@ fn unknown_energy_reads_unknown() {
     store.add_pipeline_sections(
         run,
         vec![
-            PipelineSection {
+            SectionRecord {
                 section_index: 0,
                 parent_index: None,
                 name: "prefill".into(),
@@ -348,7 +348,7 @@ fn unknown_energy_reads_unknown() {
                     ..Measured::span(0, 40 * ms)
                 },
             },
-            PipelineSection {
+            SectionRecord {
                 section_index: 1,
                 parent_index: None,
                 name: "decode".into(),

@@ -153,7 +153,7 @@ fn every_table_round_trips() {
         sample(100_000_000, 200_000_000, 70.0),
     ];
     assert!(store.add_power_samples(run, samples.clone()));
-    let section = PipelineSection {
+    let section = SectionRecord {
         section_index: 0,
         parent_index: None,
         name: "prefill".into(),
@@ -166,7 +166,7 @@ fn every_table_round_trips() {
         busy_ms: None,
         measured: measured(10, 20_000, Some(5.0)),
     };
-    let child = PipelineSection {
+    let child = SectionRecord {
         section_index: 1,
         parent_index: Some(0),
         name: "x".into(),
@@ -250,7 +250,7 @@ fn every_table_round_trips() {
         comps.iter().map(|r| r.record.clone()).collect::<Vec<_>>(),
         t.components[15..18].to_vec()
     );
-    let ops = store.get_deep_operation_metrics(comps[1].id).unwrap();
+    let ops = store.get_operation_metrics(comps[1].id).unwrap();
     assert_eq!(
         ops.iter().map(|r| r.record.clone()).collect::<Vec<_>>(),
         t.ops[32..34].to_vec()
@@ -272,7 +272,7 @@ fn delete_cascades_to_every_table() {
         store.add_power_samples(run, vec![sample(0, 10, 1.0)]);
         store.add_pipeline_section(
             run,
-            PipelineSection {
+            SectionRecord {
                 section_index: 0,
                 parent_index: None,
                 name: "s".into(),
@@ -428,7 +428,7 @@ fn summary_matches_hand_computed_numbers() {
     {
         store.add_pipeline_section(
             run,
-            PipelineSection {
+            SectionRecord {
                 section_index: i as u64,
                 parent_index: None,
                 name: name.into(),
@@ -521,7 +521,7 @@ fn unknown_energy_stays_unknown_in_summaries() {
     let run = store.create_run(&new_run("m", &[])).unwrap();
     store.add_pipeline_section(
         run,
-        PipelineSection {
+        SectionRecord {
             section_index: 0,
             parent_index: None,
             name: "decode".into(),

@@ -441,7 +441,6 @@ where
             if let Some((hook, at)) = &shared.sync {
                 let code = st.stack[pos].code;
                 let call = match at {
-                    SyncPoint::None => false,
                     SyncPoint::PerToken => code & CODE_TOKEN != 0,
                     SyncPoint::PerLayer => code & (CODE_TOKEN | CODE_LAYER_END) != 0,
                 };

@@ -56,12 +56,9 @@ pub use vocabulary::{FieldValue, Role, Vocabulary};
 
 use crate::store::RunId;
 
-/// Where the synchronize hook is called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Where the synchronize hook is called (a layer without a hook never synchronizes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncPoint {
-    /// Never.
-    #[default]
-    None,
     /// Before a token span (or a token-yielding phase) ends.
     PerToken,
     /// Before a layer ends (candle's `attn-mlp`, a `block`, or a `layer = I` span) and

@@ -35,10 +35,14 @@ use rusqlite::Connection;
 
 pub use records::{
     coverage_note, ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord,
-    LayerSummary, Measured, NewRun, OperationRecord, PhaseSummary, PipelineSection, PowerRow, Row,
-    Run, RunEnd, RunFilter, RunId, RunStatus, RunSummary, SpanRollup, TokenRecord,
+    LayerSummary, Measured, NewRun, OperationRecord, PhaseSummary, PowerRow, Row, Run, RunEnd,
+    RunFilter, RunId, RunStatus, RunSummary, SectionRecord, SpanRollup, TokenRecord,
 };
 pub use schema::SCHEMA_VERSION;
+
+/// The former name of [`SectionRecord`].
+#[deprecated(note = "renamed `SectionRecord`")]
+pub type PipelineSection = SectionRecord;
 
 use crate::power::PowerSample;
 use crate::{Error, Result};
@@ -224,12 +228,12 @@ impl Store {
     }
 
     /// Queues one pipeline section.
-    pub fn add_pipeline_section(&self, run: RunId, section: PipelineSection) -> bool {
+    pub fn add_pipeline_section(&self, run: RunId, section: SectionRecord) -> bool {
         self.queue(Command::Sections(run, vec![section]))
     }
 
     /// Queues pipeline sections.
-    pub fn add_pipeline_sections(&self, run: RunId, sections: Vec<PipelineSection>) -> bool {
+    pub fn add_pipeline_sections(&self, run: RunId, sections: Vec<SectionRecord>) -> bool {
         self.queue(Command::Sections(run, sections))
     }
 

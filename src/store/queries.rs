@@ -218,7 +218,7 @@ impl Store {
     }
 
     /// The run's pipeline sections, by start time.
-    pub fn get_pipeline_sections(&self, run: RunId) -> Result<Vec<Row<PipelineSection>>> {
+    pub fn get_pipeline_sections(&self, run: RunId) -> Result<Vec<Row<SectionRecord>>> {
         self.with_conn(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT id, run_id, section_index, parent_index, name, kind, phase, depth, fields,
@@ -231,7 +231,7 @@ impl Store {
                     id: r.get(0)?,
                     run_id: r.get(1)?,
                     duration_ms: measured.duration_ms(),
-                    record: PipelineSection {
+                    record: SectionRecord {
                         section_index: r.get::<_, i64>(2)? as u64,
                         parent_index: r.get::<_, Option<i64>>(3)?.map(|i| i as u64),
                         name: r.get(4)?,
@@ -328,7 +328,7 @@ impl Store {
     }
 
     /// The operation rows of one component row (by the component row's id), in order.
-    pub fn get_deep_operation_metrics(
+    pub fn get_operation_metrics(
         &self,
         component_row_id: i64,
     ) -> Result<Vec<Row<OperationRecord>>> {
@@ -345,6 +345,15 @@ impl Store {
             let rows = st.query_map([component_row_id], operation_from_row)?;
             rows.collect()
         })
+    }
+
+    /// The former name of [`Store::get_operation_metrics`].
+    #[deprecated(note = "renamed `get_operation_metrics`")]
+    pub fn get_deep_operation_metrics(
+        &self,
+        component_row_id: i64,
+    ) -> Result<Vec<Row<OperationRecord>>> {
+        self.get_operation_metrics(component_row_id)
     }
 
     /// Every layer row of a run, by token and layer.

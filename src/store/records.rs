@@ -245,8 +245,8 @@ pub fn coverage_note(measured_ms: Option<f64>, duration_ms: Option<f64>) -> Opti
 ///
 /// Times are nanoseconds on the recording process's monotonic timeline. Energies are in
 /// millijoules; `None` means unknown (no power source, or a domain it does not measure).
-/// The attribution's method, uncertainty and sample-window count are defined by the code
-/// that attributes (the `layer` module documents them).
+/// The attribution's method, uncertainty and sample-window count are defined by the
+/// `attribution` module.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Measured {
     /// Start (ns).
@@ -295,9 +295,10 @@ impl Measured {
     }
 }
 
-/// A section of the pipeline: a phase (`tokenize`, `prefill`, `decode`) or any other span.
+/// A section of the pipeline: a phase (`tokenize`, `prefill`, `decode`) or any other span
+/// (a row of the `pipeline_sections` table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PipelineSection {
+pub struct SectionRecord {
     /// Its index within the run (assigned by the recorder, unique per run).
     pub section_index: u64,
     /// The enclosing section's index, if any.
@@ -391,7 +392,8 @@ pub struct ComponentRecord {
     pub measured: Measured,
 }
 
-/// One operation (a matmul, rope, ...) inside a component.
+/// One operation (a matmul, rope, ...) inside a component (a row of the
+/// `deep_operation_metrics` table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperationRecord {
     /// The token.

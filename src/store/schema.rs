@@ -22,7 +22,7 @@ pub const TABLES: [&str; 10] = [
 ];
 
 /// Columns shared by every timed row: the section's window on the run's monotonic timeline
-/// and its attributed energy (see the `layer` module for the attribution's meaning).
+/// and its attributed energy (the `attribution` module defines it).
 macro_rules! timed_columns {
     () => {
         "start_ns INTEGER NOT NULL,

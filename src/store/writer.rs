@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, Transaction};
 
 use super::records::{
-    ComponentRecord, LayerRecord, Measured, NewRun, OperationRecord, PipelineSection, RunEnd,
-    RunId, SpanRollup, TokenRecord,
+    ComponentRecord, LayerRecord, Measured, NewRun, OperationRecord, RunEnd, RunId, SectionRecord,
+    SpanRollup, TokenRecord,
 };
 use crate::power::{Domain, PowerSample};
 use crate::{Error, Result};
@@ -23,7 +23,7 @@ const MAX_ROWS_PER_TRANSACTION: usize = 200_000;
 pub(crate) enum Command {
     CreateRun(Box<NewRun>, Sender<Result<RunId>>),
     PowerSamples(RunId, Vec<PowerSample>),
-    Sections(RunId, Vec<PipelineSection>),
+    Sections(RunId, Vec<SectionRecord>),
     Tokens(RunId, Vec<TokenRecord>),
     Layers(RunId, Vec<LayerRecord>),
     Components(RunId, Vec<ComponentRecord>),
@@ -560,7 +560,7 @@ fn bind_section(
     st: &mut rusqlite::CachedStatement<'_>,
     base: usize,
     run: RunId,
-    s: &PipelineSection,
+    s: &SectionRecord,
 ) -> rusqlite::Result<()> {
     st.raw_bind_parameter(base + 1, run)?;
     st.raw_bind_parameter(base + 2, s.section_index as i64)?;

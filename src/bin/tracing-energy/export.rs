@@ -84,7 +84,7 @@ pub struct ExportArgs {
 #[derive(Serialize)]
 struct FullRun {
     run: Run,
-    sections: Vec<tracing_energy::store::Row<tracing_energy::store::PipelineSection>>,
+    sections: Vec<tracing_energy::store::Row<tracing_energy::store::SectionRecord>>,
     tokens: Vec<tracing_energy::store::Row<tracing_energy::store::TokenRecord>>,
     layers: Vec<tracing_energy::store::Row<tracing_energy::store::LayerRecord>>,
     components: Vec<tracing_energy::store::Row<tracing_energy::store::ComponentRecord>>,

@@ -10,7 +10,7 @@ use super::rows::{measured, Rows};
 use crate::attribution::SectionEnergy;
 use crate::layer::hot::SpanData;
 use crate::layer::Role;
-use crate::store::PipelineSection;
+use crate::store::SectionRecord;
 
 struct Instance {
     data: Arc<SpanData>,
@@ -140,7 +140,7 @@ fn emit(i: Instance, rows: &mut Rows) {
     if !i.unit_phase {
         rows.count(&d.path, &m, busy_ms);
     }
-    rows.sections.push(PipelineSection {
+    rows.sections.push(SectionRecord {
         section_index: d.serial,
         parent_index: (d.parent_row != 0).then_some(d.parent_row),
         name: d.name.to_string(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::attribution::{SectionEnergy, METHOD};
 use crate::store::{
-    ComponentRecord, LayerRecord, Measured, OperationRecord, PipelineSection, RunId, SpanRollup,
+    ComponentRecord, LayerRecord, Measured, OperationRecord, RunId, SectionRecord, SpanRollup,
     Store, TokenRecord,
 };
 
@@ -17,7 +17,7 @@ pub(crate) struct Rows {
     pub(crate) layers: Vec<LayerRecord>,
     pub(crate) components: Vec<ComponentRecord>,
     pub(crate) ops: Vec<OperationRecord>,
-    pub(crate) sections: Vec<PipelineSection>,
+    pub(crate) sections: Vec<SectionRecord>,
     rollup: HashMap<Arc<str>, SpanRollup>,
     /// Exclusive energy of every row pushed since the run began (mJ).
     pub(crate) attributed_mj: f64,

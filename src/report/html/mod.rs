@@ -38,7 +38,7 @@ use std::fmt::Write as _;
 use super::data::{run_or_error, ComponentGroup, LayerGroup, Reader};
 use super::format::{escape_html as esc, num, px, ticks_within};
 use crate::store::{
-    PipelineSection, PowerRow, Row, Run, RunId, RunSummary, SpanRollup, Store, TokenRecord,
+    PowerRow, Row, Run, RunId, RunSummary, SectionRecord, SpanRollup, Store, TokenRecord,
 };
 use crate::Result;
 
@@ -105,7 +105,7 @@ pub fn render(store: &Store, run: RunId) -> Result<String> {
 struct Page<'a> {
     run: &'a Run,
     summary: &'a RunSummary,
-    sections: &'a [Row<PipelineSection>],
+    sections: &'a [Row<SectionRecord>],
     tokens: &'a [Row<TokenRecord>],
     power: &'a [PowerRow],
     components: &'a [ComponentGroup],

@@ -11,7 +11,7 @@ use crate::report::format::{
     domain_colour, escape_html as esc, mj, num, phase_colour, px, text_width, ticks_from_zero,
     with_unit,
 };
-use crate::store::{PipelineSection, PowerRow, Row};
+use crate::store::{PowerRow, Row, SectionRecord};
 
 impl Page<'_> {
     pub(super) fn power_chart(&self, h: &mut String) {
@@ -44,7 +44,7 @@ impl Page<'_> {
         let (yticks, ymax) = ticks_from_zero(max_mw * 1.04, 5);
         let sy = |mw: f64| y1 - (mw / ymax).clamp(0.0, 1.0) * (y1 - y0);
 
-        let phases: Vec<&Row<PipelineSection>> = self
+        let phases: Vec<&Row<SectionRecord>> = self
             .sections
             .iter()
             .filter(|s| s.record.kind == "phase")
