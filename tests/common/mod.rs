@@ -3,8 +3,11 @@
 //! check the library's splitter and parser against.
 #![allow(dead_code)]
 
+pub mod gpu;
 #[cfg(feature = "candle")]
 pub mod model;
+#[cfg(unix)]
+pub mod powercap;
 pub mod records;
 
 use std::path::{Path, PathBuf};
