@@ -6,6 +6,7 @@
 pub mod gpu;
 #[cfg(feature = "candle")]
 pub mod model;
+pub mod oracle;
 #[cfg(unix)]
 pub mod powercap;
 pub mod records;
