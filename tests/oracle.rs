@@ -15,10 +15,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::oracle::Oracle;
+use common::oracle::{KindTruth, Oracle};
 use tracing::info_span;
-use tracing_energy::attribution::regression::{fit, Window};
+use tracing_energy::attribution::by_fit::{FitAttribution, KindInterval};
+use tracing_energy::attribution::regression::{fit, PowerFit, Window};
+use tracing_energy::attribution::Activity;
 use tracing_energy::power::SampleBuffer;
+use tracing_energy::power::{DomainEnergy, PowerSample};
 use tracing_energy::store::Store;
 use tracing_energy::EnergyLayer;
 use tracing_subscriber::prelude::*;
@@ -74,8 +77,19 @@ fn workload(tokens: u64) {
     }
 }
 
-#[test]
-fn the_fit_recovers_known_component_power_and_overlap_is_scored() {
+/// One run of the workload, scored.
+struct Scored {
+    windows: usize,
+    truth: Vec<KindTruth>,
+    fitted: PowerFit,
+    /// Energy per kind by the fit (`regression`), summed over the kind's rows (mJ).
+    by_fit: Vec<f64>,
+    /// Energy per kind as stored (`overlap`), summed over the kind's rows (mJ).
+    overlap: BTreeMap<String, f64>,
+}
+
+/// Runs the workload under the energy layer and the oracle, and scores both methods.
+fn score() -> Scored {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("o.db");
     let oracle = Oracle::new(IDLE_MW, &KINDS);
@@ -146,30 +160,130 @@ fn the_fit_recovers_known_component_power_and_overlap_is_scored() {
         .collect();
     let fitted = fit(&kinds, &windows).unwrap_or_else(|e| panic!("fit refused: {e}"));
 
-    // The fit's energy per kind: each window's measured energy shared in proportion to
-    // P_k t_kw (and the background's P_idle t_w).
+    // The fit's energy per component row (the `regression` method): the window's
+    // background share over the row plus its kind's share, summed per kind.
+    let samples: Vec<PowerSample> = power
+        .iter()
+        .filter_map(|p| {
+            let energy = DomainEnergy {
+                cpu: p.cpu_mj,
+                gpu: p.gpu_mj,
+                ane: p.ane_mj,
+                dram: p.dram_mj,
+            };
+            PowerSample::new(p.start_ns, p.end_ns, energy, Arc::from("oracle"), true)
+        })
+        .collect();
+    let sections = store.get_pipeline_sections(report.run_id).unwrap();
+    let (t0, t1) = (
+        sections
+            .iter()
+            .map(|s| s.record.measured.start_ns)
+            .min()
+            .unwrap(),
+        sections
+            .iter()
+            .map(|s| s.record.measured.end_ns)
+            .max()
+            .unwrap(),
+    );
+    let intervals: Vec<KindInterval> = components
+        .iter()
+        .filter_map(|c| {
+            Some(KindInterval {
+                start_ns: c.record.measured.start_ns,
+                end_ns: c.record.measured.end_ns,
+                kind: kinds.iter().position(|k| *k == c.record.component)?,
+            })
+        })
+        .collect();
+    let (range_start, range_end) = (power[0].start_ns, power[power.len() - 1].end_ns);
+    let by_fit_rows = FitAttribution::new(
+        &fitted,
+        &samples,
+        &[vec![Activity {
+            start_ns: t0,
+            end_ns: t1,
+        }]],
+        &[intervals],
+        range_start,
+        range_end,
+    );
+    let whole = by_fit_rows.section(0, t0, t1).total_mj.unwrap();
+    let measured = by_fit_rows.measured_mj();
+    assert!(
+        (whole + by_fit_rows.unattributed_mj() - measured).abs() < 1e-9 * measured,
+        "conservation under the fit: {whole} + {} != {measured}",
+        by_fit_rows.unattributed_mj()
+    );
     let mut by_fit = vec![0.0; kinds.len()];
-    for w in &windows {
-        if let Some((_, shares)) = fitted.shares(w.seconds, &w.kind_seconds) {
-            for (e, share) in by_fit.iter_mut().zip(shares) {
-                *e += w.energy_mj * share;
-            }
+    for c in &components {
+        if let Some(k) = kinds.iter().position(|k| *k == c.record.component) {
+            let m = &c.record.measured;
+            by_fit[k] += by_fit_rows
+                .section(0, m.start_ns, m.end_ns)
+                .total_mj
+                .unwrap();
         }
     }
 
     // Overlap: each kind's stored energy, summed over its rows.
-    let mut overlap: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut overlap: BTreeMap<String, f64> = BTreeMap::new();
     for c in &components {
-        *overlap.entry(c.record.component.as_str()).or_default() +=
+        *overlap.entry(c.record.component.clone()).or_default() +=
             c.record.measured.energy_mj.unwrap_or(0.0);
     }
+    Scored {
+        windows: windows.len(),
+        truth,
+        fitted,
+        by_fit,
+        overlap,
+    }
+}
+
+/// The fit's relative standard errors are about 0.5 % on a quiet machine; a run whose
+/// thread was preempted between the layer's and the oracle's timestamps shows errors of
+/// several %.
+const NOISY: f64 = 0.02;
+
+#[test]
+fn the_fit_recovers_known_component_power_and_overlap_is_scored() {
+    let mut attempt = 1;
+    let Scored {
+        windows,
+        truth,
+        fitted,
+        by_fit,
+        overlap,
+    } = loop {
+        let scored = score();
+        let noise = scored
+            .fitted
+            .kinds
+            .iter()
+            .map(|k| k.stderr_mw / k.power_mw.max(1.0))
+            .fold(0.0, f64::max);
+        if noise < NOISY || attempt == 3 {
+            break scored;
+        }
+        eprintln!(
+            "note: run {attempt}'s fit has a {:.1} % standard error (a busy machine); running again",
+            noise * 100.0
+        );
+        attempt += 1;
+    };
     eprintln!(
-        "{} windows of 10 ms; idle fitted {:.0} mW (truth {IDLE_MW:.0})",
-        windows.len(),
+        "{windows} windows of 10 ms; idle fitted {:.0} mW (truth {IDLE_MW:.0})",
         fitted.idle_mw
     );
     let error = |got: f64, truth: f64| (got - truth) / truth * 100.0;
-    eprintln!("kind       P truth (mW)  P fit (stderr)   E truth (mJ)  E fit (error)       E overlap (error)");
+    // A row's inclusive truth: its kind's power and the background while it ran (one
+    // thread runs, so the background is all its own).
+    let inclusive = |t: &KindTruth| t.energy_mj + IDLE_MW * t.seconds;
+    eprintln!(
+        "kind       P truth (mW)  P fit (stderr)   E truth (mJ)  E fit (error)        E overlap (error)"
+    );
     for ((t, f), e_fit) in truth.iter().zip(&fitted.kinds).zip(&by_fit) {
         let e_overlap = overlap.get(t.kind.as_str()).copied().unwrap_or(0.0);
         eprintln!(
@@ -178,11 +292,11 @@ fn the_fit_recovers_known_component_power_and_overlap_is_scored() {
             t.power_mw,
             f.power_mw,
             f.stderr_mw,
-            t.energy_mj,
+            inclusive(t),
             e_fit,
-            error(*e_fit, t.energy_mj),
+            error(*e_fit, inclusive(t)),
             e_overlap,
-            error(e_overlap, t.energy_mj)
+            error(e_overlap, inclusive(t))
         );
     }
     for ((t, f), e_fit) in truth.iter().zip(&fitted.kinds).zip(&by_fit) {
@@ -194,14 +308,14 @@ fn the_fit_recovers_known_component_power_and_overlap_is_scored() {
             t.power_mw
         );
         assert!(
-            error(*e_fit, t.energy_mj).abs() < 5.0,
+            error(*e_fit, inclusive(t)).abs() < 5.0,
             "{}: energy by the fit {e_fit:.1} mJ, truth {:.1} mJ",
             t.kind,
-            t.energy_mj
+            inclusive(t)
         );
         let e_overlap = overlap.get(t.kind.as_str()).copied().unwrap_or(0.0);
         assert!(
-            error(e_overlap, t.energy_mj).abs() > 10.0,
+            error(e_overlap, inclusive(t)).abs() > 10.0,
             "{}: time shares should miss a kind whose power differs from the mean",
             t.kind
         );

@@ -41,6 +41,7 @@
 //! shorter interval where the sensor really updates that often (some chips update their
 //! energy counters only every ~2 s).
 
+pub mod by_fit;
 pub mod regression;
 mod stream;
 
