@@ -26,7 +26,7 @@
 
 use std::fmt::Write as _;
 
-use super::data::run_or_error;
+use super::run_data::run_or_error;
 use crate::store::{RunId, SpanRollup, Store};
 
 /// The folded stacks of rollup rows: one line `path value` per path whose exclusive energy

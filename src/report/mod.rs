@@ -1,6 +1,13 @@
-//! Reports of a stored run: a self-contained HTML page, a Chrome trace and folded stacks.
+//! Reports of a stored run: a self-contained HTML page, a Chrome trace, folded stacks, the
+//! run as JSON or CSV, and two runs compared.
 //!
-//! - [`render`] writes one HTML file with the run's metadata and inline SVG charts: the
+//! A run is read from the store once, as a [`RunData`] ([`RunData::load`]): its summary,
+//! sections, tokens, power samples, span rollup and grouped sums and, at [`Detail::Rows`],
+//! every layer, component and operation row, with one time origin
+//! ([`RunData::origin_ns`]) shared by the HTML page and the trace. The outputs are pure
+//! functions of it, so a caller that wants several reads the run once:
+//!
+//! - [`render_run`] writes one HTML file with the run's metadata and inline SVG charts: the
 //!   power timeline per domain with the phases behind it, the energy of every token, a
 //!   layer x component heatmap, a sankey of where the run's energy went (phases, layers,
 //!   components), the hottest components and a flame graph of the energy per span path,
@@ -8,31 +15,41 @@
 //!   fonts, style sheets or images are loaded (its Content-Security-Policy forbids them),
 //!   and every text that comes from the run (prompt, response, tags, model, span names) is
 //!   escaped with [`escape_html`]. Estimated energy is announced by a banner; unknown
-//!   energy (no power source) reads `unknown`, never 0.
-//! - [`chrome_trace`] turns the run's sections, tokens, layers, components and operations
-//!   into the Chrome trace event format (complete events with their energy in `args`,
-//!   power counters per domain, thread names), which Perfetto (<https://ui.perfetto.dev>)
-//!   and `chrome://tracing` open.
+//!   energy (no power source) reads `unknown`, never 0. [`render`] reads the run and
+//!   renders it.
+//! - [`chrome_trace_of`] turns the run's sections, tokens, layers, components and
+//!   operations into the Chrome trace event format (complete events with their energy in
+//!   `args`, power counters per domain, thread names), which Perfetto
+//!   (<https://ui.perfetto.dev>) and `chrome://tracing` open; [`chrome_trace`] and
+//!   [`chrome_trace_string`] read the run first.
+//! - [`export::json`] writes the whole run as one JSON object, [`export::csv`] every timed
+//!   row as CSV.
 //! - [`folded()`] writes the run's energy per span path as folded stacks (`path value` lines,
 //!   exclusive microjoules), the input of `inferno-flamegraph` and `flamegraph.pl`;
 //!   [`folded_stacks`] reads them from the store and says why a run has none.
+//! - [`compare()`] sets two runs' summaries side by side, with the deltas per phase, layer
+//!   and component kind ([`Comparison`]).
 //!
 //! ```no_run
+//! use tracing_energy::report::{self, Detail, RunData};
 //! use tracing_energy::store::Store;
 //!
 //! let store = Store::open_existing("profiles.db")?;
 //! let run = store.latest_run()?.expect("a run").run_id;
-//! std::fs::write("report.html", tracing_energy::report::render(&store, run)?)
-//!     .expect("write");
-//! std::fs::write("trace.json", tracing_energy::report::chrome_trace_string(&store, run)?)
-//!     .expect("write");
+//! std::fs::write("report.html", report::render(&store, run)?).expect("write");
+//! std::fs::write("trace.json", report::chrome_trace_string(&store, run)?).expect("write");
+//!
+//! // Several outputs of one consistent read:
+//! let data = store.read_snapshot(|s| RunData::load(s, run, Detail::Rows))?;
+//! std::fs::write("report.html", report::render_run(&data)).expect("write");
+//! std::fs::write("trace.json", report::chrome_trace_of(&data).to_string()).expect("write");
+//! std::fs::write("run.csv", report::export::csv(&data).expect("csv")).expect("write");
 //! # Ok::<(), tracing_energy::Error>(())
 //! ```
 //!
-//! Both read the rows through the [`Store`](crate::store::Store) and, for the bulk of layer,
-//! component and operation rows, through a read-only connection of their own to the same
-//! file (after [`Store::flush`](crate::store::Store::flush), so that queued rows are
-//! included).
+//! Every read goes through the [`Store`](crate::store::Store)'s own connection, after
+//! [`Store::flush`](crate::store::Store::flush) (so that queued rows are included): inside
+//! [`Store::read_snapshot`](crate::store::Store::read_snapshot), one consistent snapshot.
 
 /// Appends formatted text to a `String` (writing to a `String` cannot fail); for the
 /// chart modules below, which `use std::fmt::Write`.
@@ -42,14 +59,18 @@ macro_rules! w {
     }};
 }
 
-mod data;
+pub mod compare;
+pub mod export;
 mod flame;
 pub mod folded;
 mod format;
 pub mod html;
+mod run_data;
 pub mod trace;
 
+pub use compare::{compare, Comparison};
 pub use folded::{folded, folded_checked, folded_stacks, NoEnergy};
 pub use format::escape_html;
-pub use html::render;
-pub use trace::{chrome_trace, chrome_trace_string};
+pub use html::{render, render_run};
+pub use run_data::{ComponentGroup, Detail, LayerGroup, RunData, RunRows};
+pub use trace::{chrome_trace, chrome_trace_of, chrome_trace_string};

@@ -6,11 +6,12 @@
 //! - Complete events (`"ph": "X"`, `pid` 1, `tid` the row's thread) for pipeline sections
 //!   (category `phase` or `section`), tokens (`token 3 (decode)`, category `token`), layers
 //!   (`layer 12`), components (`attention`, `mlp`, `norm`, `output`, ...) and operations
-//!   (`q_proj`, ...). `ts` and `dur` are microseconds (floats) since the run's first sample
-//!   or section. `args` hold `energy_mj`, `exclusive_energy_mj`, the per-domain energies
-//!   (`cpu_energy_mj`, ...), `energy_uncertainty_mj`, `energy_method`, `sample_windows` and
-//!   `duration_ms`, plus what identifies the row (`token_index`, `layer_index`, the span's
-//!   `span` name, ...); unknown values are left out.
+//!   (`q_proj`, ...). `ts` and `dur` are microseconds (floats) since the run's first sample,
+//!   section or token ([`RunData::origin_ns`]). `args` hold `energy_mj`,
+//!   `exclusive_energy_mj`, the per-domain energies (`cpu_energy_mj`, ...),
+//!   `energy_uncertainty_mj`, `energy_method`, `sample_windows` and `duration_ms`, plus what
+//!   identifies the row (`token_index`, `layer_index`, the span's `span` name, ...); unknown
+//!   values are left out.
 //! - Counter events (`"ph": "C"`) at each power sample's start and one at the last sample's
 //!   end (repeating the last values): `power (mW)` with one argument per measured domain
 //!   (`cpu`, `gpu`, `ane`, `dram`), and `total power (mW)` with `total`. The total has its
@@ -26,35 +27,38 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 
-use super::data::{run_or_error, Reader};
+use super::run_data::{Detail, RunData, RunRows};
 use crate::store::{Measured, PowerRow, RunId, Store};
 use crate::Result;
 
 /// The process id of every event.
 const PID: u64 = 1;
 
-/// The run as a Chrome trace object (see the [module docs](self)). Fails with
+/// The run as a Chrome trace object (see the [module docs](self)): [`RunData::load`] at
+/// [`Detail::Rows`], then [`chrome_trace_of`]. Fails with
 /// [`Error::UnknownRun`](crate::Error::UnknownRun) when the run is not in the store.
 pub fn chrome_trace(store: &Store, run: RunId) -> Result<Value> {
-    let run_row = run_or_error(store, run)?;
-    let reader = Reader::open(store)?;
-    let sections = store.get_pipeline_sections(run)?;
-    let tokens = store.get_tokens(run)?;
-    let power = store.get_power_timeline(run)?;
-    let layers = reader.layers(run)?;
-    let components = reader.components(run)?;
-    let operations = reader.operations(run)?;
+    Ok(chrome_trace_of(&RunData::load(store, run, Detail::Rows)?))
+}
 
-    let t0 = power
-        .iter()
-        .map(|p| p.start_ns)
-        .chain(sections.iter().map(|s| s.record.measured.start_ns))
-        .chain(tokens.iter().map(|t| t.record.measured.start_ns))
-        .chain(layers.iter().map(|l| l.record.measured.start_ns))
-        .chain(components.iter().map(|c| c.record.measured.start_ns))
-        .chain(operations.iter().map(|o| o.record.measured.start_ns))
-        .min()
-        .unwrap_or(0);
+/// [`chrome_trace`] serialized to a JSON string.
+pub fn chrome_trace_string(store: &Store, run: RunId) -> Result<String> {
+    let trace = chrome_trace(store, run)?;
+    Ok(trace.to_string())
+}
+
+/// The Chrome trace object of a run already read (see the [module docs](self)); `ts` 0 is
+/// [`RunData::origin_ns`]. A run read at [`Detail::Report`] gives a trace of its sections,
+/// tokens and power only (no layer, component or operation events).
+pub fn chrome_trace_of(data: &RunData) -> Value {
+    let run_row = data.run();
+    let (sections, tokens, power) = (&data.sections, &data.tokens, &data.power);
+    let RunRows {
+        layers,
+        components,
+        operations,
+    } = data.rows_or_empty();
+    let t0 = data.origin_ns;
 
     // (ts, dur, event), sorted on the numbers.
     let mut timed: Vec<(f64, f64, Value)> = Vec::with_capacity(
@@ -83,7 +87,7 @@ pub fn chrome_trace(store: &Store, run: RunId) -> Result<Value> {
         ));
     };
 
-    for s in &sections {
+    for s in sections {
         let r = &s.record;
         let mut args = Map::new();
         args.insert("section_index".into(), json!(r.section_index));
@@ -101,7 +105,7 @@ pub fn chrome_trace(store: &Store, run: RunId) -> Result<Value> {
         };
         complete(r.name.clone(), cat, &r.measured, args);
     }
-    for t in &tokens {
+    for t in tokens {
         let r = &t.record;
         let mut args = Map::new();
         args.insert("token_index".into(), json!(r.token_index));
@@ -112,7 +116,7 @@ pub fn chrome_trace(store: &Store, run: RunId) -> Result<Value> {
         let name = format!("token {} ({})", r.token_index, r.phase);
         complete(name, "token", &r.measured, args);
     }
-    for l in &layers {
+    for l in layers {
         let r = &l.record;
         let mut args = Map::new();
         args.insert("token_index".into(), json!(r.token_index));
@@ -124,7 +128,7 @@ pub fn chrome_trace(store: &Store, run: RunId) -> Result<Value> {
             args,
         );
     }
-    for c in &components {
+    for c in components {
         let r = &c.record;
         let mut args = Map::new();
         args.insert("token_index".into(), json!(r.token_index));
@@ -133,7 +137,7 @@ pub fn chrome_trace(store: &Store, run: RunId) -> Result<Value> {
         args.insert("span".into(), json!(r.name));
         complete(r.component.clone(), "component", &r.measured, args);
     }
-    for o in &operations {
+    for o in operations {
         let r = &o.record;
         let mut args = Map::new();
         args.insert("token_index".into(), json!(r.token_index));
@@ -144,7 +148,7 @@ pub fn chrome_trace(store: &Store, run: RunId) -> Result<Value> {
         complete(r.operation.clone(), "operation", &r.measured, args);
     }
 
-    counters(&power, t0, &mut timed);
+    counters(power, t0, &mut timed);
 
     // By time; at equal times the longer (enclosing) event first.
     timed.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
@@ -170,7 +174,7 @@ pub fn chrome_trace(store: &Store, run: RunId) -> Result<Value> {
     }
     events.extend(timed.into_iter().map(|(_, _, e)| e));
 
-    let mut metadata = match serde_json::to_value(&run_row) {
+    let mut metadata = match serde_json::to_value(run_row) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
@@ -187,13 +191,7 @@ pub fn chrome_trace(store: &Store, run: RunId) -> Result<Value> {
     trace.insert("traceEvents".into(), Value::Array(events));
     trace.insert("displayTimeUnit".into(), json!("ms"));
     trace.insert("metadata".into(), Value::Object(metadata));
-    Ok(Value::Object(trace))
-}
-
-/// [`chrome_trace`] serialized to a JSON string.
-pub fn chrome_trace_string(store: &Store, run: RunId) -> Result<String> {
-    let trace = chrome_trace(store, run)?;
-    Ok(trace.to_string())
+    Value::Object(trace)
 }
 
 /// A JSON object from its members, moved in (`json!` would serialize a copy of each value).

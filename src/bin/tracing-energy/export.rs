@@ -6,8 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use serde::Serialize;
-use tracing_energy::store::{Run, Store};
+use tracing_energy::report::{self, Detail, RunData};
 
 use crate::db::{open, resolve, DbArg, RunRef, Usage};
 use crate::table::printable;
@@ -45,7 +44,10 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     let store = open(&a.db.db)?;
     let (id, html) = store.read_snapshot(|s| -> anyhow::Result<_> {
         let id = resolve(s, a.run)?.run_id;
-        Ok((id, tracing_energy::report::html::render(s, id)?))
+        Ok((
+            id,
+            report::render_run(&RunData::load(s, id, Detail::Report)?),
+        ))
     })?;
     write_file(&a.output, html.as_bytes())?;
     println!("wrote the report of run {id} to {}", shown(&a.output));
@@ -81,107 +83,6 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
-struct FullRun {
-    run: Run,
-    sections: Vec<tracing_energy::store::Row<tracing_energy::store::SectionRecord>>,
-    tokens: Vec<tracing_energy::store::Row<tracing_energy::store::TokenRecord>>,
-    layers: Vec<tracing_energy::store::Row<tracing_energy::store::LayerRecord>>,
-    components: Vec<tracing_energy::store::Row<tracing_energy::store::ComponentRecord>>,
-    operations: Vec<tracing_energy::store::Row<tracing_energy::store::OperationRecord>>,
-    power: Vec<tracing_energy::store::PowerRow>,
-}
-
-fn full_run(store: &Store, run: Run) -> anyhow::Result<FullRun> {
-    let id = run.run_id;
-    Ok(FullRun {
-        sections: store.get_pipeline_sections(id)?,
-        tokens: store.get_tokens(id)?,
-        layers: store.get_run_layers(id)?,
-        components: store.get_run_components(id)?,
-        operations: store.get_run_operations(id)?,
-        power: store.get_power_timeline(id)?,
-        run,
-    })
-}
-
-fn csv_cell(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => {
-            if s.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s.clone()
-            }
-        }
-        other => other.to_string(),
-    }
-}
-
-fn csv(full: &FullRun) -> anyhow::Result<String> {
-    const COLS: [&str; 22] = [
-        "level",
-        "id",
-        "token_index",
-        "layer_index",
-        "component_index",
-        "op_index",
-        "name",
-        "kind",
-        "phase",
-        "thread_id",
-        "start_ns",
-        "end_ns",
-        "duration_ms",
-        "energy_mj",
-        "exclusive_energy_mj",
-        "cpu_energy_mj",
-        "gpu_energy_mj",
-        "ane_energy_mj",
-        "dram_energy_mj",
-        "energy_method",
-        "energy_uncertainty_mj",
-        "sample_windows",
-    ];
-    let mut out = COLS.join(",");
-    out.push('\n');
-    let mut push = |level: &str, v: serde_json::Value, name_key: &str| {
-        let get = |k: &str| v.get(k).cloned().unwrap_or(serde_json::Value::Null);
-        let cells: Vec<String> = COLS
-            .iter()
-            .map(|c| match *c {
-                "level" => level.to_string(),
-                "name" => csv_cell(&get(name_key)),
-                "kind" => csv_cell(&get(if level == "component" {
-                    "component"
-                } else {
-                    "kind"
-                })),
-                other => csv_cell(&get(other)),
-            })
-            .collect();
-        out.push_str(&cells.join(","));
-        out.push('\n');
-    };
-    for s in &full.sections {
-        push("section", serde_json::to_value(s)?, "name");
-    }
-    for t in &full.tokens {
-        push("token", serde_json::to_value(t)?, "text");
-    }
-    for l in &full.layers {
-        push("layer", serde_json::to_value(l)?, "layer_index");
-    }
-    for c in &full.components {
-        push("component", serde_json::to_value(c)?, "name");
-    }
-    for o in &full.operations {
-        push("operation", serde_json::to_value(o)?, "operation");
-    }
-    Ok(out)
-}
-
 /// `export RUN --format F [-o FILE]`, read from one snapshot of the database.
 pub fn export(a: ExportArgs) -> anyhow::Result<()> {
     let ext = match a.format {
@@ -196,15 +97,13 @@ pub fn export(a: ExportArgs) -> anyhow::Result<()> {
     // One snapshot: a run deleted or written meanwhile cannot give a file whose parts
     // disagree (e.g. no power samples but every token).
     let (id, bytes) = store.read_snapshot(|s| -> anyhow::Result<_> {
-        let run = resolve(s, a.run)?;
-        let id = run.run_id;
+        let id = resolve(s, a.run)?.run_id;
+        let rows = || RunData::load(s, id, Detail::Rows);
         let bytes = match a.format {
-            ExportFormat::Chrome => {
-                tracing_energy::report::trace::chrome_trace_string(s, id)?.into_bytes()
-            }
-            ExportFormat::Json => serde_json::to_vec_pretty(&full_run(s, run)?)?,
-            ExportFormat::Csv => csv(&full_run(s, run)?)?.into_bytes(),
-            ExportFormat::Folded => tracing_energy::report::folded_stacks(s, id)??.into_bytes(),
+            ExportFormat::Chrome => report::chrome_trace_of(&rows()?).to_string().into_bytes(),
+            ExportFormat::Json => report::export::json(&rows()?)?,
+            ExportFormat::Csv => report::export::csv(&rows()?)?.into_bytes(),
+            ExportFormat::Folded => report::folded_stacks(s, id)??.into_bytes(),
         };
         Ok((id, bytes))
     })?;

@@ -3,17 +3,17 @@
 //! `model` row), each panel with its own colour scale.
 //!
 //! Data: the component rows summed per (phase, layer, component)
-//! ([`ComponentGroup`](crate::report::data::ComponentGroup)).
+//! ([`ComponentGroup`](crate::report::run_data::ComponentGroup)).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::{card_open, empty_note, svg_open, Page, W};
-use crate::report::data::ComponentGroup;
 use crate::report::format::{
     component_colour, escape_html as esc, heat_colour, heat_text_light, mj, num, phase_colour, px,
     text_width,
 };
+use crate::report::run_data::ComponentGroup;
 
 impl Page<'_> {
     pub(super) fn heatmap(&self, h: &mut String) {

@@ -29,14 +29,14 @@
 //! One file per part of the page, each a set of `Page` methods writing one card:
 //! `metadata` (header, banners, key figures, metadata table), `power` (a), `tokens` (b),
 //! `heatmap` (c), `sankey` (d: the flows computed, then drawn), `hottest` (e),
-//! `flame_graph` (f) and `phases` (the table). This file holds the entry point
-//! ([`render`]), the page skeleton and its CSS, and the helpers the charts share (card and
-//! SVG openings, axes, sums of known energies).
+//! `flame_graph` (f) and `phases` (the table). This file holds the entry points
+//! ([`render`], [`render_run`]), the page skeleton and its CSS, and the helpers the charts
+//! share (card and SVG openings, axes, sums of known energies).
 
 use std::fmt::Write as _;
 
-use super::data::{run_or_error, ComponentGroup, LayerGroup, Reader};
 use super::format::{escape_html as esc, num, px, ticks_within};
+use super::run_data::{ComponentGroup, Detail, LayerGroup, RunData};
 use crate::store::{
     PowerRow, Row, Run, RunId, RunSummary, SectionRecord, SpanRollup, Store, TokenRecord,
 };
@@ -54,52 +54,42 @@ mod power;
 mod sankey;
 mod tokens;
 
-/// Renders the run as one self-contained HTML page (see the [module docs](self)).
+/// Renders the run as one self-contained HTML page (see the [module docs](self)):
+/// [`RunData::load`] at [`Detail::Report`], then [`render_run`].
 ///
 /// Fails with [`Error::UnknownRun`](crate::Error::UnknownRun) when the run is not in the
 /// store, and with the store's errors when it cannot be read.
 pub fn render(store: &Store, run: RunId) -> Result<String> {
-    let run_row = run_or_error(store, run)?;
-    let summary = store
-        .get_run_summary(run)?
-        .ok_or_else(|| crate::Error::UnknownRun {
-            path: store.path().to_path_buf(),
-            run: run.to_string(),
-        })?;
-    let reader = Reader::open(store)?;
-    let sections = store.get_pipeline_sections(run)?;
-    let tokens = store.get_tokens(run)?;
-    let power = store.get_power_timeline(run)?;
-    let components = reader.component_groups(run)?;
-    let layers = reader.layer_groups(run)?;
-    let rollup = store.get_span_rollup(run)?;
+    Ok(render_run(&RunData::load(store, run, Detail::Report)?))
+}
 
-    let starts = power
-        .iter()
-        .map(|p| p.start_ns)
-        .chain(sections.iter().map(|s| s.record.measured.start_ns))
-        .chain(tokens.iter().map(|t| t.record.measured.start_ns));
-    let ends = power
+/// The HTML page of a run already read (at either [`Detail`]; the layer, component and
+/// operation rows are not used). Time 0 of its charts is [`RunData::origin_ns`].
+pub fn render_run(data: &RunData) -> String {
+    let t0 = data.origin_ns;
+    let t_end = data
+        .power
         .iter()
         .map(|p| p.end_ns)
-        .chain(sections.iter().map(|s| s.record.measured.end_ns))
-        .chain(tokens.iter().map(|t| t.record.measured.end_ns));
-    let t0 = starts.min().unwrap_or(0);
-    let t_end = ends.max().unwrap_or(t0).max(t0);
+        .chain(data.sections.iter().map(|s| s.record.measured.end_ns))
+        .chain(data.tokens.iter().map(|t| t.record.measured.end_ns))
+        .max()
+        .unwrap_or(t0)
+        .max(t0);
 
     let page = Page {
-        run: &run_row,
-        summary: &summary,
-        sections: &sections,
-        tokens: &tokens,
-        power: &power,
-        components: &components,
-        layers: &layers,
-        rollup: &rollup,
+        run: data.run(),
+        summary: &data.summary,
+        sections: &data.sections,
+        tokens: &data.tokens,
+        power: &data.power,
+        components: &data.component_groups,
+        layers: &data.layer_groups,
+        rollup: &data.span_rollup,
         t0,
         t_end,
     };
-    Ok(page.render())
+    page.render()
 }
 
 struct Page<'a> {
@@ -111,7 +101,7 @@ struct Page<'a> {
     components: &'a [ComponentGroup],
     layers: &'a [LayerGroup],
     rollup: &'a [SpanRollup],
-    /// The timeline's origin (ns): the first sample's or section's start.
+    /// The timeline's origin (ns): [`RunData::origin_ns`].
     t0: u64,
     t_end: u64,
 }

@@ -2,8 +2,8 @@
 //! [`SANKEY_TOP_LAYERS`] on their own, the others grouped) → component kinds.
 //!
 //! Data: the token rows (energy per phase), the layer rows summed per (phase, layer)
-//! ([`LayerGroup`](crate::report::data::LayerGroup)) and the component rows summed per
-//! (phase, layer, component) ([`ComponentGroup`](crate::report::data::ComponentGroup)).
+//! ([`LayerGroup`](crate::report::run_data::LayerGroup)) and the component rows summed per
+//! (phase, layer, component) ([`ComponentGroup`](crate::report::run_data::ComponentGroup)).
 //!
 //! Two steps: [`Flow::build`] computes the flows (nodes and links, in mJ) from the data, and
 //! [`Flow::layout`] and [`Flow::draw`] place and draw them.

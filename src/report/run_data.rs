@@ -1,0 +1,205 @@
+//! [`RunData`]: a run read once from the store, for the HTML report, the Chrome trace and
+//! the JSON and CSV exports.
+//!
+//! Rows come from the store's run-wide reads, and the grouped sums the HTML report needs
+//! from the store's grouped reads (`Store::get_component_groups`, `Store::get_layer_groups`):
+//! no SQL is written here.
+
+use crate::store::{
+    ComponentRecord, LayerRecord, OperationRecord, PowerRow, Row, Run, RunId, RunSummary,
+    SectionRecord, SpanRollup, Store, TokenRecord,
+};
+use crate::{Error, Result};
+
+/// How much of a run [`RunData::load`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Everything but the layer, component and operation rows: what the HTML report needs
+    /// (it reads those rows' grouped sums instead). [`RunData::rows`] is `None`.
+    Report,
+    /// Also every layer, component and operation row (millions for a long run): what the
+    /// Chrome trace and the JSON and CSV exports need.
+    Rows,
+}
+
+/// One run as read from the store: its summary, timeline rows, grouped sums and, at
+/// [`Detail::Rows`], its layer, component and operation rows.
+///
+/// Read with [`RunData::load`]; the outputs are pure functions of it
+/// ([`html::render_run`](super::html::render_run),
+/// [`trace::chrome_trace_of`](super::trace::chrome_trace_of),
+/// [`export::json`](super::export::json), [`export::csv`](super::export::csv)), so a
+/// caller that wants several outputs reads the run once.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    /// The run ([`RunSummary::run`]) with its per-phase, per-layer and per-component
+    /// aggregates.
+    pub summary: RunSummary,
+    /// Pipeline sections (phases and other sections), as [`Store::get_pipeline_sections`].
+    pub sections: Vec<Row<SectionRecord>>,
+    /// Token rows, by index.
+    pub tokens: Vec<Row<TokenRecord>>,
+    /// Power samples, in time order.
+    pub power: Vec<PowerRow>,
+    /// Energy per span path ([`Store::get_span_rollup`]).
+    pub span_rollup: Vec<SpanRollup>,
+    /// Component rows summed per (token phase, layer, component kind), in order of first
+    /// appearance.
+    pub component_groups: Vec<ComponentGroup>,
+    /// Layer rows summed per (token phase, layer).
+    pub layer_groups: Vec<LayerGroup>,
+    /// Every layer, component and operation row; `None` when read at [`Detail::Report`].
+    pub rows: Option<RunRows>,
+    /// The run timeline's origin (ns), time 0 of the HTML report's charts and of the Chrome
+    /// trace: the earliest start of any power sample, section or token row; 0 when the run
+    /// has none. Layer, component and operation rows are not consulted, so the origin is
+    /// the same at either [`Detail`]: in a run the layer recorded, each of them lies inside
+    /// its token's row and cannot start earlier (a row that did would be drawn at 0).
+    pub origin_ns: u64,
+}
+
+/// A run's layer, component and operation rows.
+#[derive(Debug, Clone, Default)]
+pub struct RunRows {
+    /// Layer rows, by token and layer.
+    pub layers: Vec<Row<LayerRecord>>,
+    /// Component rows.
+    pub components: Vec<Row<ComponentRecord>>,
+    /// Operation rows.
+    pub operations: Vec<Row<OperationRecord>>,
+}
+
+/// Energy and time of one (phase, layer, component kind) group of component rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentGroup {
+    /// The phase of the tokens (`prefill`, `decode`, ...; `unknown` for rows without their
+    /// token).
+    pub phase: String,
+    /// The layer; `None` for model-level components.
+    pub layer: Option<u32>,
+    /// The component kind.
+    pub component: String,
+    /// Total inclusive energy; `None` when no row has one.
+    pub energy_mj: Option<f64>,
+    /// Total duration.
+    pub duration_ms: f64,
+    /// Token rows the group covers.
+    pub token_rows: u64,
+    /// Tokens those rows processed (the prompt length for the prefill).
+    pub tokens: u64,
+}
+
+/// Energy of one (phase, layer) group of layer rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerGroup {
+    /// The phase of the tokens (`unknown` for rows without their token).
+    pub phase: String,
+    /// The layer.
+    pub layer: u32,
+    /// Total inclusive energy; `None` when no row has one.
+    pub energy_mj: Option<f64>,
+}
+
+/// The run, or [`Error::UnknownRun`].
+pub(super) fn run_or_error(store: &Store, run: RunId) -> Result<Run> {
+    store.get_run(run)?.ok_or_else(|| unknown(store, run))
+}
+
+fn unknown(store: &Store, run: RunId) -> Error {
+    Error::UnknownRun {
+        path: store.path().to_path_buf(),
+        run: run.to_string(),
+    }
+}
+
+impl RunData {
+    /// Reads the run from `store`, after flushing its write queue (so that queued rows are
+    /// included). Every read goes through the store's own connection: read inside
+    /// [`Store::read_snapshot`], the whole `RunData` is one consistent snapshot.
+    ///
+    /// Fails with [`Error::UnknownRun`] when the run is not in the store, and with the
+    /// store's errors when it cannot be read.
+    pub fn load(store: &Store, run: RunId, detail: Detail) -> Result<RunData> {
+        store.flush()?;
+        let summary = store
+            .get_run_summary(run)?
+            .ok_or_else(|| unknown(store, run))?;
+        let sections = store.get_pipeline_sections(run)?;
+        let tokens = store.get_tokens(run)?;
+        let power = store.get_power_timeline(run)?;
+        let span_rollup = store.get_span_rollup(run)?;
+        let component_groups = store
+            .get_component_groups(run)?
+            .into_iter()
+            .map(
+                |(phase, layer, component, energy_mj, duration_ms, token_rows, tokens)| {
+                    ComponentGroup {
+                        phase,
+                        layer,
+                        component,
+                        energy_mj,
+                        duration_ms,
+                        token_rows,
+                        tokens,
+                    }
+                },
+            )
+            .collect();
+        let layer_groups = store
+            .get_layer_groups(run)?
+            .into_iter()
+            .map(|(phase, layer, energy_mj)| LayerGroup {
+                phase,
+                layer,
+                energy_mj,
+            })
+            .collect();
+        let rows = match detail {
+            Detail::Report => None,
+            Detail::Rows => Some(RunRows {
+                layers: store.get_run_layers(run)?,
+                components: store.get_run_components(run)?,
+                operations: store.get_run_operations(run)?,
+            }),
+        };
+        let origin_ns = origin(&power, &sections, &tokens);
+        Ok(RunData {
+            summary,
+            sections,
+            tokens,
+            power,
+            span_rollup,
+            component_groups,
+            layer_groups,
+            rows,
+            origin_ns,
+        })
+    }
+
+    /// The run.
+    pub fn run(&self) -> &Run {
+        &self.summary.run
+    }
+
+    /// The layer, component and operation rows: empty when read at [`Detail::Report`].
+    pub(super) fn rows_or_empty(&self) -> &RunRows {
+        static NONE: RunRows = RunRows {
+            layers: Vec::new(),
+            components: Vec::new(),
+            operations: Vec::new(),
+        };
+        self.rows.as_ref().unwrap_or(&NONE)
+    }
+}
+
+/// The earliest start of any power sample, section or token row; 0 when there is none
+/// (see [`RunData::origin_ns`]).
+fn origin(power: &[PowerRow], sections: &[Row<SectionRecord>], tokens: &[Row<TokenRecord>]) -> u64 {
+    power
+        .iter()
+        .map(|p| p.start_ns)
+        .chain(sections.iter().map(|s| s.record.measured.start_ns))
+        .chain(tokens.iter().map(|t| t.record.measured.start_ns))
+        .min()
+        .unwrap_or(0)
+}
