@@ -22,6 +22,8 @@ mod open;
 mod queries;
 mod records;
 mod schema;
+mod summary;
+mod tables;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,197 @@
+//! `profiling_runs`: one row per run, created from a [`NewRun`], ended by a [`RunEnd`],
+//! read as a [`Run`]. `run_tags`: one row per (run, tag).
+
+use rusqlite::Transaction;
+
+use super::{insert_one, Binder, Column, Key, Read, Reader, Table, Write};
+use crate::store::records::{Host, NewRun, Run, RunEnd, RunId, RunStatus};
+use crate::store::{rfc3339, unix_ms_now};
+
+/// The `profiling_runs` table.
+pub(crate) struct Runs;
+
+impl Table for Runs {
+    const NAME: &'static str = "profiling_runs";
+    const KEY: Key = Key::Run;
+    const COLUMNS: &'static [Column] = &[
+        Column::integer("started_at_ms").not_null(),
+        Column::integer("ended_at_ms"),
+        Column::text("model"),
+        Column::text("prompt"),
+        Column::text("response"),
+        Column::text("experiment"),
+        Column::text("power_source"),
+        Column::integer("estimated").not_null().default("0"),
+        Column::real("sample_interval_ms"),
+        Column::text("host_name"),
+        Column::text("host_os"),
+        Column::text("host_cpu"),
+        Column::text("crate_version").not_null(),
+        Column::integer("writer_pid"),
+        // CHECK (status IN ('running', 'complete', 'incomplete', 'interrupted', 'failed'))
+        Column::text("status").not_null().default("'running'"),
+        Column::text("error"),
+        Column::real("total_energy_mj"),
+        Column::real("attributed_energy_mj"),
+        Column::real("unattributed_energy_mj"),
+        Column::integer("dropped_records").not_null().default("0"),
+        Column::real("duration_ms"),
+        Column::real("measured_ms"),
+        // A JSON array of messages; NULL when there are none.
+        Column::text("warnings"),
+        Column::text("power_method"),
+        Column::real("counter_update_ms"),
+    ];
+    const TIMED: bool = false;
+}
+
+/// A new run: `running`, owned by this process, nothing ended yet.
+impl Write<NewRun> for Runs {
+    fn bind(b: &mut Binder<'_, '_>, m: &NewRun) -> rusqlite::Result<()> {
+        b.put(m.started_at_ms.unwrap_or_else(unix_ms_now))?;
+        b.put(None::<i64>)?; // ended_at_ms
+        b.put(m.model.as_deref())?;
+        b.put(m.prompt.as_deref())?;
+        b.put(None::<&str>)?; // response
+        b.put(m.experiment.as_deref())?;
+        b.put(m.power_source.as_deref())?;
+        b.put(m.estimated)?;
+        b.put(m.sample_interval_ms)?;
+        b.put(m.host.name.as_deref())?;
+        b.put(m.host.os.as_deref())?;
+        b.put(m.host.cpu.as_deref())?;
+        b.put(env!("CARGO_PKG_VERSION"))?;
+        b.put(std::process::id() as i64)?;
+        b.put(RunStatus::Running.as_str())?;
+        b.put(None::<&str>)?; // error
+        b.put(None::<f64>)?; // total_energy_mj
+        b.put(None::<f64>)?; // attributed_energy_mj
+        b.put(None::<f64>)?; // unattributed_energy_mj
+        b.put(0_i64)?; // dropped_records
+        b.put(None::<f64>)?; // duration_ms
+        b.put(None::<f64>)?; // measured_ms
+        b.put(None::<&str>)?; // warnings
+        b.put(m.power_method.as_deref())?;
+        b.put(m.counter_update_ms)
+    }
+}
+
+impl Read for Runs {
+    type Row = Run;
+
+    /// The run as stored: its tags are not read here, and its status is the stored one.
+    fn read(r: &mut Reader<'_, '_>) -> rusqlite::Result<Run> {
+        let run_id = r.next()?;
+        let started_at_ms: i64 = r.next()?;
+        Ok(Run {
+            run_id,
+            started_at_ms,
+            started_at: rfc3339(started_at_ms),
+            ended_at_ms: r.next()?,
+            model: r.next()?,
+            prompt: r.next()?,
+            response: r.next()?,
+            tags: Vec::new(),
+            experiment: r.next()?,
+            power_source: r.next()?,
+            estimated: r.next()?,
+            sample_interval_ms: r.next()?,
+            host: Host {
+                name: r.next()?,
+                os: r.next()?,
+                cpu: r.next()?,
+            },
+            crate_version: r.next()?,
+            writer_pid: r.next()?,
+            status: RunStatus::parse(&r.next::<String>()?).unwrap_or(RunStatus::Incomplete),
+            error: r.next()?,
+            total_energy_mj: r.next()?,
+            attributed_energy_mj: r.next()?,
+            unattributed_energy_mj: r.next()?,
+            dropped_records: r.next_u64()?,
+            duration_ms: r.next()?,
+            measured_ms: r.next()?,
+            warnings: r
+                .next::<Option<String>>()?
+                .map(|w| serde_json::from_str(&w).unwrap_or_else(|_| vec![w]))
+                .unwrap_or_default(),
+            power_method: r.next()?,
+            counter_update_ms: r.next()?,
+        })
+    }
+}
+
+/// Creates a run and its tags (trimmed, sorted, without empty ones and duplicates).
+pub(crate) fn create(tx: &Transaction, m: &NewRun) -> rusqlite::Result<RunId> {
+    insert_one::<Runs, _>(tx, 0, m)?;
+    let id = tx.last_insert_rowid();
+    let mut tags: Vec<&String> = m.tags.iter().filter(|t| !t.trim().is_empty()).collect();
+    tags.sort();
+    tags.dedup();
+    for t in tags {
+        insert_one::<RunTags, _>(tx, id, t.trim())?;
+    }
+    Ok(id)
+}
+
+/// Records how a run ended. Its `dropped_records` grows by the caller's count and
+/// `store_dropped`. [`rusqlite::Error::QueryReturnedNoRows`] when there is no such run.
+pub(crate) fn finish(
+    tx: &Transaction,
+    run: RunId,
+    end: &RunEnd,
+    store_dropped: u64,
+) -> rusqlite::Result<()> {
+    let mut st = tx.prepare_cached(
+        "UPDATE profiling_runs SET ended_at_ms = ?, status = ?, response = COALESCE(?, response),
+            total_energy_mj = ?, attributed_energy_mj = ?, unattributed_energy_mj = ?,
+            dropped_records = dropped_records + ?, error = ?, duration_ms = ?,
+            measured_ms = ?, warnings = ?
+         WHERE run_id = ?",
+    )?;
+    let mut b = Binder::new(&mut st);
+    b.put(unix_ms_now())?;
+    b.put(end.status.as_str())?;
+    b.put(end.response.as_deref())?;
+    b.put(end.total_energy_mj)?;
+    b.put(end.attributed_energy_mj)?;
+    b.put(end.unattributed_energy_mj)?;
+    b.put((end.dropped_records + store_dropped) as i64)?;
+    b.put(end.error.as_deref())?;
+    b.put(end.duration_ms)?;
+    b.put(end.measured_ms)?;
+    b.put(
+        (!end.warnings.is_empty())
+            .then(|| serde_json::to_string(&end.warnings).unwrap_or_default()),
+    )?;
+    b.put(run)?;
+    if b.execute()? == 0 {
+        return Err(rusqlite::Error::QueryReturnedNoRows);
+    }
+    Ok(())
+}
+
+/// The `run_tags` table.
+pub(crate) struct RunTags;
+
+impl Table for RunTags {
+    const NAME: &'static str = "run_tags";
+    const KEY: Key = Key::RunAnd;
+    const COLUMNS: &'static [Column] = &[Column::text("tag").not_null().key()];
+    const TIMED: bool = false;
+}
+
+impl Write<str> for RunTags {
+    fn bind(b: &mut Binder<'_, '_>, tag: &str) -> rusqlite::Result<()> {
+        b.put(tag)
+    }
+}
+
+impl Read for RunTags {
+    type Row = String;
+
+    fn read(r: &mut Reader<'_, '_>) -> rusqlite::Result<String> {
+        r.skip();
+        r.next()
+    }
+}
