@@ -314,6 +314,18 @@ fn delete_cascades_to_every_table() {
 }
 
 #[test]
+fn tags_are_trimmed_before_duplicates_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("p.db")).unwrap();
+    let run = store
+        .create_run(&new_run("m", &["a", " a ", "b", "  ", "b\t"]))
+        .unwrap();
+    let stored = store.get_run(run).unwrap().unwrap();
+    assert_eq!(stored.tags, ["a", "b"]);
+    assert_eq!(store.get_runs(&RunFilter::default()).unwrap().len(), 1);
+}
+
+#[test]
 fn filters_and_pagination() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("p.db")).unwrap();

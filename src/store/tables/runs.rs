@@ -125,11 +125,17 @@ impl Read for Runs {
 pub(crate) fn create(tx: &Transaction, m: &NewRun) -> rusqlite::Result<RunId> {
     insert_one::<Runs, _>(tx, 0, m)?;
     let id = tx.last_insert_rowid();
-    let mut tags: Vec<&String> = m.tags.iter().filter(|t| !t.trim().is_empty()).collect();
-    tags.sort();
+    // Trimmed before de-duplication: `a` and ` a ` are one tag.
+    let mut tags: Vec<&str> = m
+        .tags
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .collect();
+    tags.sort_unstable();
     tags.dedup();
     for t in tags {
-        insert_one::<RunTags, _>(tx, id, t.trim())?;
+        insert_one::<RunTags, _>(tx, id, t)?;
     }
     Ok(id)
 }
