@@ -241,19 +241,7 @@ mod tests {
     use super::super::regression::KindPower;
     use super::*;
 
-    fn sample(start: u64, end: u64, cpu: f64) -> PowerSample {
-        PowerSample::new(
-            start,
-            end,
-            DomainEnergy {
-                cpu: Some(cpu),
-                ..Default::default()
-            },
-            Arc::from("t"),
-            false,
-        )
-        .unwrap()
-    }
+    use crate::power::cpu_sample as sample;
 
     fn fit(idle: f64, kinds: &[f64]) -> PowerFit {
         PowerFit {

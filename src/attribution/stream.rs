@@ -389,24 +389,8 @@ impl EnergyStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::power::DomainEnergy;
-    use std::sync::Arc;
 
-    fn s(start: u64, end: u64, cpu: f64) -> PowerSample {
-        PowerSample::new(
-            start,
-            end,
-            DomainEnergy {
-                cpu: Some(cpu),
-                gpu: None,
-                ane: None,
-                dram: None,
-            },
-            Arc::from("t"),
-            false,
-        )
-        .unwrap()
-    }
+    use crate::power::cpu_sample as s;
 
     #[test]
     fn incremental_advance_equals_one_advance() {

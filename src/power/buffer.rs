@@ -285,19 +285,7 @@ impl Inner {
 mod tests {
     use super::*;
 
-    fn sample(start: u64, end: u64, cpu: f64) -> PowerSample {
-        PowerSample::new(
-            start,
-            end,
-            DomainEnergy {
-                cpu: Some(cpu),
-                ..Default::default()
-            },
-            Arc::from("test"),
-            false,
-        )
-        .unwrap()
-    }
+    use crate::power::cpu_sample as sample;
 
     #[test]
     fn stored_sample_is_compact() {

@@ -157,6 +157,18 @@ pub struct PowerSample {
     pub estimated: bool,
 }
 
+/// A measured sample of the CPU alone, `cpu_mj` over `[start, end]`, from source `test`
+/// (for unit tests).
+#[cfg(test)]
+pub(crate) fn cpu_sample(start: u64, end: u64, cpu_mj: f64) -> PowerSample {
+    let energy = DomainEnergy {
+        cpu: Some(cpu_mj),
+        ..Default::default()
+    };
+    PowerSample::new(start, end, energy, std::sync::Arc::from("test"), false)
+        .expect("a window with an end after its start")
+}
+
 impl PowerSample {
     /// Builds a sample. The total is the sum of the measured domains.
     ///
