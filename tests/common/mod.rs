@@ -9,7 +9,10 @@ pub mod model;
 pub mod oracle;
 #[cfg(unix)]
 pub mod powercap;
+#[cfg(feature = "candle")]
+pub mod profiled;
 pub mod records;
+pub mod tree;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

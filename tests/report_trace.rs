@@ -1,0 +1,128 @@
+//! The Chrome trace of a real run (`tracing-energy profile` with the real SmolLM2-135M
+//! model, see `common::profiled`): well formed, complete (every token, layer, component,
+//! operation and phase, power counters per sample) and in time order from 0.
+#![cfg(feature = "candle")]
+
+use std::collections::{BTreeSet, HashMap};
+
+mod common;
+
+use common::profiled::{artifacts, profiled};
+use serde_json::Value;
+use tracing_energy::report::{chrome_trace, chrome_trace_string};
+use tracing_energy::store::Store;
+
+#[test]
+fn chrome_trace_is_complete_and_well_formed() {
+    let p = profiled();
+    let store = Store::open_existing(&p.db).unwrap();
+    let text = chrome_trace_string(&store, p.run).unwrap();
+    std::fs::write(artifacts().join("trace.json"), &text).unwrap();
+    let trace: Value = serde_json::from_str(&text).unwrap();
+    // The string is the value, serialized (floats may differ in their last bit on parsing).
+    let value = chrome_trace(&store, p.run).unwrap();
+    assert_eq!(
+        trace["traceEvents"].as_array().unwrap().len(),
+        value["traceEvents"].as_array().unwrap().len()
+    );
+    assert_eq!(trace["displayTimeUnit"], "ms");
+    assert_eq!(trace["metadata"]["run_id"].as_i64(), Some(p.run));
+    assert_eq!(trace["metadata"]["estimated"], true);
+    let events = trace["traceEvents"].as_array().unwrap();
+
+    let mut thread_names = BTreeSet::new();
+    let mut x_tids = BTreeSet::new();
+    let mut by_cat: HashMap<String, usize> = HashMap::new();
+    let mut counters = 0;
+    for e in events {
+        let ph = e["ph"].as_str().unwrap();
+        assert_eq!(e["pid"], 1, "{e}");
+        match ph {
+            "X" => {
+                let ts = e["ts"].as_f64().unwrap();
+                let dur = e["dur"].as_f64().unwrap();
+                assert!(ts >= 0.0 && dur >= 0.0, "{e}");
+                assert!(e["name"].as_str().is_some_and(|n| !n.is_empty()));
+                let args = e["args"].as_object().unwrap();
+                assert!(
+                    args.values().all(|v| !v.is_null()),
+                    "nulls are left out: {e}"
+                );
+                assert!(args["energy_mj"].as_f64().is_some(), "{e}");
+                assert!(args.contains_key("exclusive_energy_mj"), "{e}");
+                assert!(args["cpu_energy_mj"].as_f64().is_some(), "{e}");
+                assert!(args.contains_key("energy_uncertainty_mj"), "{e}");
+                assert!(args["sample_windows"].as_u64().is_some(), "{e}");
+                x_tids.insert(e["tid"].as_u64().unwrap());
+                *by_cat
+                    .entry(e["cat"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+            "C" => {
+                assert!(e["ts"].as_f64().unwrap() >= 0.0);
+                let args = e["args"].as_object().unwrap();
+                assert!(
+                    !args.is_empty() && args.values().all(|v| v.as_f64().is_some_and(|v| v >= 0.0))
+                );
+                assert!(e["name"].as_str().unwrap().contains("(mW)"));
+                counters += 1;
+            }
+            "M" => {
+                if e["name"] == "thread_name" {
+                    assert!(e["args"]["name"].as_str().is_some());
+                    thread_names.insert(e["tid"].as_u64().unwrap());
+                }
+            }
+            other => panic!("unexpected phase {other}: {e}"),
+        }
+    }
+    assert!(!x_tids.is_empty());
+    assert!(
+        x_tids.is_subset(&thread_names),
+        "{x_tids:?} {thread_names:?}"
+    );
+
+    let tokens = store.get_tokens(p.run).unwrap();
+    let token_events: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["name"].as_str().unwrap().starts_with("token "))
+        .collect();
+    assert_eq!(token_events.len(), tokens.len());
+    assert_eq!(by_cat["token"], tokens.len());
+    assert!(token_events
+        .iter()
+        .any(|e| e["name"] == "token 0 (prefill)"));
+    assert!(token_events.iter().any(|e| e["name"] == "token 1 (decode)"));
+    assert_eq!(by_cat["layer"], 30 * tokens.len());
+    assert_eq!(by_cat["component"], (30 * 3 + 2) * tokens.len());
+    assert!(by_cat["operation"] >= 30 * 10 * tokens.len());
+    assert_eq!(by_cat["phase"], 3, "tokenize, prefill, decode");
+    for name in [
+        "layer 12",
+        "attention",
+        "mlp",
+        "q_proj",
+        "down_proj",
+        "lm_head",
+        "output",
+    ] {
+        assert!(events.iter().any(|e| e["name"] == name), "{name}");
+    }
+    // Power counters: one per sample and kind (domains, total), plus the last end.
+    let samples = store.get_power_timeline(p.run).unwrap();
+    assert_eq!(counters, 2 * (samples.len() + 1));
+    assert!(events
+        .iter()
+        .any(|e| e["ph"] == "C" && e["args"]["cpu"].as_f64().is_some()));
+    assert!(events
+        .iter()
+        .any(|e| e["ph"] == "C" && e["args"]["total"].as_f64().is_some()));
+    // The trace starts at 0 and its timed events are in time order.
+    let ts: Vec<f64> = events
+        .iter()
+        .filter(|e| e["ph"] != "M")
+        .map(|e| e["ts"].as_f64().unwrap())
+        .collect();
+    assert_eq!(ts.iter().cloned().fold(f64::INFINITY, f64::min), 0.0);
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]));
+}
