@@ -207,18 +207,7 @@ fn sections_on_two_threads_share_power_without_double_counting() {
         .sum();
     // Both sections overlap in time: together they cannot get more than was measured while
     // either ran.
-    let (s0, e0) = (
-        sections
-            .iter()
-            .map(|s| s.record.measured.start_ns)
-            .min()
-            .unwrap(),
-        sections
-            .iter()
-            .map(|s| s.record.measured.end_ns)
-            .max()
-            .unwrap(),
-    );
+    let (s0, e0) = common::extent(sections.iter().map(|s| &s.record.measured));
     let power = store.get_power_timeline(report.run_id).unwrap();
     let union = integrate(&power, s0, e0);
     assert!(sum <= union * (1.0 + 1e-9), "{sum} > {union}");

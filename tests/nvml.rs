@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::gpu::{
     assert_measured_gpu_only, assert_within_1_percent, available, counter, gpu_power, meter,
-    power_only, run, three, unavailable, FakeGpu, Kind, A100, H100, P100,
+    power_only, run, run_at_known_power, three, unavailable, FakeGpu, Kind, A100, H100, P100,
 };
 use tracing_energy::power::nvml::GpuSelection;
 use tracing_energy::power::polled::update_period;
@@ -54,17 +54,7 @@ fn a_power_only_gpu_is_integrated_over_time() {
         m.is_available(),
         Availability::Available(format!("will read GPU 0 ({P100}, power x time) [all GPUs]"))
     );
-    let r = run(
-        m,
-        Duration::from_millis(100),
-        Duration::from_millis(900),
-        || {},
-    );
-    assert_eq!(r.status, SamplerStatus::Stopped);
-    assert_measured_gpu_only(&r.samples);
-    let (mean, median) = gpu_power(&r.samples);
-    assert_within_1_percent(mean, 75_000.0, "mean");
-    assert_within_1_percent(median, 75_000.0, "median window");
+    let r = run_at_known_power(m, Duration::from_millis(900), 75_000.0);
     let method = r.method.unwrap();
     assert!(
         method.starts_with("nvml: power x time (nvmlDeviceGetPowerUsage")
@@ -80,17 +70,7 @@ fn two_gpus_are_summed() {
         vec![counter(0, H100, 300.0), power_only(1, P100, 100_000)],
         GpuSelection::all(),
     );
-    let r = run(
-        m,
-        Duration::from_millis(100),
-        Duration::from_millis(900),
-        || {},
-    );
-    assert_eq!(r.status, SamplerStatus::Stopped);
-    assert_measured_gpu_only(&r.samples);
-    let (mean, median) = gpu_power(&r.samples);
-    assert_within_1_percent(mean, 400_000.0, "mean");
-    assert_within_1_percent(median, 400_000.0, "median window");
+    let r = run_at_known_power(m, Duration::from_millis(900), 400_000.0);
     let method = r.method.unwrap();
     assert!(
         method.contains("energy counter (nvmlDeviceGetTotalEnergyConsumption) on GPU 0;")

@@ -11,14 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(target_os = "linux")]
-use common::gpu::{
-    assert_measured_gpu_only, assert_within_1_percent, available, gpu_power, run, unavailable,
-};
+use common::gpu::{available, run_at_known_power, unavailable};
 #[cfg(target_os = "linux")]
 use tracing_energy::power::nvml::{GpuSelection, NvmlMeter};
 #[cfg(target_os = "linux")]
 use tracing_energy::power::{
-    Availability, Meter, PolledSource, SampleBuffer, Sampler, SamplerConfig, SamplerStatus,
+    Availability, Meter, PolledSource, SampleBuffer, Sampler, SamplerConfig,
 };
 
 #[cfg(target_os = "linux")]
@@ -195,17 +193,7 @@ fn real_driver_over_the_stub() {
         available(&m),
         format!("will read {h100}, {p100} [all GPUs]")
     );
-    let r = run(
-        m,
-        Duration::from_millis(100),
-        Duration::from_millis(700),
-        || {},
-    );
-    assert_eq!(r.status, SamplerStatus::Stopped);
-    assert_measured_gpu_only(&r.samples);
-    let (mean, median) = gpu_power(&r.samples);
-    assert_within_1_percent(mean, 400_000.0, "mean");
-    assert_within_1_percent(median, 400_000.0, "median window");
+    let r = run_at_known_power(m, Duration::from_millis(700), 400_000.0);
     let method = r.method.unwrap();
     assert!(
         method.starts_with(

@@ -124,18 +124,7 @@ fn score() -> Scored {
     let power = store.get_power_timeline(report.run_id).unwrap();
     let components = store.get_run_components(report.run_id).unwrap();
     let kinds: Vec<String> = KINDS.iter().map(|(k, _)| k.to_string()).collect();
-    let (first, last) = (
-        components
-            .iter()
-            .map(|c| c.record.measured.start_ns)
-            .min()
-            .unwrap(),
-        components
-            .iter()
-            .map(|c| c.record.measured.end_ns)
-            .max()
-            .unwrap(),
-    );
+    let (first, last) = common::extent(components.iter().map(|c| &c.record.measured));
     let windows: Vec<Window> = power
         .iter()
         .filter(|p| p.end_ns > first && p.start_ns < last)
@@ -175,18 +164,7 @@ fn score() -> Scored {
         })
         .collect();
     let sections = store.get_pipeline_sections(report.run_id).unwrap();
-    let (t0, t1) = (
-        sections
-            .iter()
-            .map(|s| s.record.measured.start_ns)
-            .min()
-            .unwrap(),
-        sections
-            .iter()
-            .map(|s| s.record.measured.end_ns)
-            .max()
-            .unwrap(),
-    );
+    let (t0, t1) = common::extent(sections.iter().map(|s| &s.record.measured));
     let intervals: Vec<KindInterval> = components
         .iter()
         .filter_map(|c| {

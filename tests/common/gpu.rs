@@ -218,3 +218,15 @@ pub fn unavailable(m: &NvmlMeter) -> (String, String) {
         a => panic!("{a:?}"),
     }
 }
+
+/// Runs `meter` at 100 ms windows for `run_for` and checks a stopped, measured, GPU-only
+/// stream whose mean and median window power are `want_mw` within 1 %.
+pub fn run_at_known_power(meter: NvmlMeter, run_for: Duration, want_mw: f64) -> Run {
+    let r = run(meter, Duration::from_millis(100), run_for, || {});
+    assert_eq!(r.status, SamplerStatus::Stopped);
+    assert_measured_gpu_only(&r.samples);
+    let (mean, median) = gpu_power(&r.samples);
+    assert_within_1_percent(mean, want_mw, "mean");
+    assert_within_1_percent(median, want_mw, "median window");
+    r
+}

@@ -245,3 +245,12 @@ pub fn cli_ok(db: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The earliest start and latest end of some stored rows' windows.
+pub fn extent<'a>(
+    rows: impl IntoIterator<Item = &'a tracing_energy::store::Measured>,
+) -> (u64, u64) {
+    rows.into_iter().fold((u64::MAX, 0), |(s, e), m| {
+        (s.min(m.start_ns), e.max(m.end_ns))
+    })
+}
