@@ -1,7 +1,9 @@
 //! The estimate source: CPU power from CPU time, for machines without a power sensor.
 //!
-//! The model is the TDP-share model that CodeCarbon uses in its `cpu_load` mode: a CPU at
-//! full load on every logical core draws its TDP, and power scales with load. Per window:
+//! The model is the TDP-share model of CodeCarbon's `cpu_load` mode with process tracking
+//! (CodeCarbon 3.3.2, `codecarbon/external/hardware.py`, `CPU._get_power_from_cpu_load`):
+//! a CPU with every logical CPU busy draws its TDP, and each busy logical CPU draws an equal
+//! share. Per window:
 //!
 //! ```text
 //! energy_mJ = 1000 * (tdp_watts / logical_cpus * busy_cpu_seconds + idle_watts * wall_seconds)
@@ -12,13 +14,25 @@
 //! by the whole machine ([`EstimateScope::System`], Linux only: `/proc/stat`, all time but
 //! idle and iowait).
 //!
-//! Parameters and where the defaults come from:
-//! - `tdp_watts` = 85 W: CodeCarbon's `POWER_CONSTANT`, its TDP for a CPU model it cannot
-//!   identify. Set your CPU's TDP (the vendor's spec sheet) for a better estimate.
-//! - `logical_cpus` = the number of CPUs this process may run on
-//!   (`std::thread::available_parallelism`).
-//! - `idle_watts` = 0: the estimate covers only power that follows CPU time; static power
-//!   is not modelled.
+//! The watts per busy logical CPU (`tdp_watts / logical_cpus`) come from, in this order
+//! (details and sources in [`super::tdp`]):
+//! 1. **the user**: [`EstimateSource::with_tdp_watts`], [`EstimateSource::with_watts_per_cpu`]
+//!    or [`EstimateSource::with_params`] with other figures than the detected ones;
+//! 2. **a virtual machine** (the `hypervisor` CPU flag, `/sys/hypervisor/type`, a hypervisor's
+//!    or cloud's DMI vendor, macOS's `kern.hv_vmm_present`): Cloud Carbon Footprint's max
+//!    watts per vCPU, 3.5 W (AWS) unless the DMI vendor names Google (4.26 W) or Microsoft
+//!    (3.76 W);
+//! 3. **a CPU model in the table** (`src/power/tdp.csv`: vendor TDP and thread count):
+//!    the TDP shared by the package's threads;
+//! 4. **otherwise** 85 W (CodeCarbon's `POWER_CONSTANT`) shared by the online logical CPUs.
+//!
+//! `idle_watts` = 0: the estimate covers only power that follows CPU time; static power is
+//! not modelled (CodeCarbon's process mode does the same).
+//!
+//! The choice is said in words ([`EstimateSource::describe`]), e.g. `3.5 W per busy vCPU:
+//! virtual machine (hypervisor flag in /proc/cpuinfo), ...`; it is the source's
+//! [`PowerSource::method`], stored on every run as its `power_method`, and part of its
+//! availability text.
 //!
 //! Every sample is labelled `estimated`, GPU, ANE and DRAM are `None` (not measured), and the
 //! result is a model, not a measurement: relative comparisons between sections of one run
@@ -27,6 +41,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::tdp::{CpuWatts, WattsOrigin};
 use super::{Availability, DomainEnergy, PowerSample, PowerSource, SourceContext, SourceEnd};
 use crate::{clock, Error, Result};
 
@@ -41,11 +56,14 @@ pub enum EstimateScope {
 }
 
 /// The estimate's parameters. See the module docs for the model and the defaults' origin.
+///
+/// [`Default`] gives this machine's detected figures ([`CpuWatts::detected`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EstimateParams {
     /// Power of the CPU with every logical CPU busy (W).
     pub tdp_watts: f64,
-    /// Logical CPUs the TDP is shared between.
+    /// Logical CPUs the TDP is shared between (by default: the table's thread count for a
+    /// known model, else the machine's online logical CPUs).
     pub logical_cpus: usize,
     /// Power drawn regardless of load (W).
     pub idle_watts: f64,
@@ -55,9 +73,10 @@ pub struct EstimateParams {
 
 impl Default for EstimateParams {
     fn default() -> Self {
+        let detected = CpuWatts::detected();
         EstimateParams {
-            tdp_watts: 85.0,
-            logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            tdp_watts: detected.tdp_watts,
+            logical_cpus: detected.logical_cpus,
             idle_watts: 0.0,
             scope: EstimateScope::Process,
         }
@@ -98,25 +117,99 @@ impl EstimateParams {
 }
 
 /// Estimates CPU energy from CPU time. Always labelled `estimated`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EstimateSource {
     params: EstimateParams,
+    origin: WattsOrigin,
+}
+
+impl Default for EstimateSource {
+    /// This machine's detected figures (see the module docs).
+    fn default() -> Self {
+        EstimateSource {
+            params: EstimateParams::default(),
+            origin: CpuWatts::detected().origin.clone(),
+        }
+    }
 }
 
 impl EstimateSource {
-    /// An estimate with the default parameters.
+    /// An estimate with this machine's detected figures (see the module docs).
     pub fn new() -> EstimateSource {
         EstimateSource::default()
     }
 
-    /// An estimate with the given parameters.
+    /// An estimate with the given parameters. Where `tdp_watts` and `logical_cpus` are the
+    /// detected ones (as with `..Default::default()`), the detected origin is kept;
+    /// otherwise the figures count as set by the user.
     pub fn with_params(params: EstimateParams) -> EstimateSource {
-        EstimateSource { params }
+        let detected = CpuWatts::detected();
+        let origin = if params.tdp_watts == detected.tdp_watts
+            && params.logical_cpus == detected.logical_cpus
+        {
+            detected.origin.clone()
+        } else {
+            WattsOrigin::UserTdp
+        };
+        EstimateSource { params, origin }
+    }
+
+    /// Sets the CPU's TDP (W), shared by the same logical CPUs as before.
+    pub fn with_tdp_watts(mut self, tdp_watts: f64) -> EstimateSource {
+        self.params.tdp_watts = tdp_watts;
+        self.origin = WattsOrigin::UserTdp;
+        self
+    }
+
+    /// Sets the watts of one fully busy logical CPU directly.
+    pub fn with_watts_per_cpu(mut self, watts: f64) -> EstimateSource {
+        self.params.tdp_watts = watts * self.params.logical_cpus as f64;
+        self.origin = WattsOrigin::UserWattsPerCpu(watts);
+        self
+    }
+
+    /// Sets whose CPU time counts.
+    pub fn with_scope(mut self, scope: EstimateScope) -> EstimateSource {
+        self.params.scope = scope;
+        self
     }
 
     /// The parameters in use.
     pub fn params(&self) -> &EstimateParams {
         &self.params
+    }
+
+    /// Where the watts per busy CPU come from.
+    pub fn origin(&self) -> &WattsOrigin {
+        &self.origin
+    }
+
+    /// The figures and their origin in words, with the idle power where there is one, e.g.
+    /// `TDP 85 W: default for an unknown CPU (CodeCarbon's constant; "X" is not in the
+    /// table), shared by 2 logical CPUs: 42.5 W per busy CPU`.
+    pub fn describe(&self) -> String {
+        let watts = CpuWatts {
+            tdp_watts: self.params.tdp_watts,
+            logical_cpus: self.params.logical_cpus,
+            origin: self.origin.clone(),
+        };
+        let mut text = watts.describe();
+        if self.params.idle_watts != 0.0 {
+            text.push_str(&format!(", + {} W idle", self.params.idle_watts));
+        }
+        text
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let WattsOrigin::UserWattsPerCpu(w) = self.origin {
+            if !(w.is_finite() && w > 0.0) {
+                return Err(Error::InvalidSetting {
+                    name: "watts_per_cpu",
+                    reason: format!("{w} W; give the watts of one busy logical CPU, > 0"),
+                });
+            }
+        }
+        self.params.validate()
     }
 }
 
@@ -190,7 +283,7 @@ impl PowerSource for EstimateSource {
     }
 
     fn is_available(&self) -> Availability {
-        if let Err(e) = self.params.validate() {
+        if let Err(e) = self.validate() {
             return Availability::Unavailable {
                 reason: e.to_string(),
                 fix: "correct the estimate's parameters".into(),
@@ -202,11 +295,8 @@ impl PowerSource for EstimateSource {
         };
         match self.busy_seconds() {
             Ok(_) => Availability::Available(format!(
-                "estimate (not a measurement) from {scope}: {:.1} W per busy logical CPU ({} W TDP / {} CPUs) + {} W idle",
-                self.params.watts_per_busy_cpu(),
-                self.params.tdp_watts,
-                self.params.logical_cpus,
-                self.params.idle_watts
+                "estimate (not a measurement) from {scope}: {}",
+                self.describe()
             )),
             Err(e) => Availability::Unavailable {
                 reason: format!("cannot read {scope}: {e}"),
@@ -215,8 +305,16 @@ impl PowerSource for EstimateSource {
         }
     }
 
+    fn method(&self) -> Option<String> {
+        let scope = match self.params.scope {
+            EstimateScope::Process => "",
+            EstimateScope::System => "; from the machine's busy CPU time",
+        };
+        Some(format!("{}{scope}", self.describe()))
+    }
+
     fn run(&mut self, ctx: &mut SourceContext) -> Result<SourceEnd> {
-        self.params.validate()?;
+        self.validate()?;
         let name: Arc<str> = ctx.source_name();
         let failed = |e: std::io::Error| Error::SourceFailed {
             source_name: "estimate".into(),
@@ -303,5 +401,55 @@ mod tests {
             }
             a => panic!("expected unavailable, got {a:?}"),
         }
+    }
+
+    #[test]
+    fn user_settings_come_first_and_say_so() {
+        let s = EstimateSource::new().with_tdp_watts(35.0);
+        assert_eq!(s.params().tdp_watts, 35.0);
+        assert_eq!(s.origin(), &WattsOrigin::UserTdp);
+        let n = s.params().logical_cpus;
+        assert!(
+            s.method().unwrap().starts_with(&format!(
+                "TDP 35 W: set by the user, shared by {n} logical CPUs"
+            )),
+            "{:?}",
+            s.method()
+        );
+        let w = EstimateSource::new().with_watts_per_cpu(4.0);
+        assert_eq!(w.params().watts_per_busy_cpu(), 4.0);
+        assert_eq!(w.method().unwrap(), "4 W per busy CPU: set by the user");
+        let bad = EstimateSource::new().with_watts_per_cpu(f64::NAN);
+        match bad.is_available() {
+            Availability::Unavailable { reason, .. } => {
+                assert!(reason.contains("watts_per_cpu"), "{reason}")
+            }
+            a => panic!("expected unavailable, got {a:?}"),
+        }
+    }
+
+    #[test]
+    fn default_params_keep_the_detected_origin() {
+        let detected = CpuWatts::detected();
+        let s = EstimateSource::with_params(EstimateParams {
+            scope: EstimateScope::System,
+            ..Default::default()
+        });
+        assert_eq!(s.origin(), &detected.origin);
+        assert_eq!(s.params().watts_per_busy_cpu(), detected.watts_per_cpu());
+        let text = match s.is_available() {
+            Availability::Available(text) => text,
+            a => panic!("{a:?}"),
+        };
+        assert!(text.contains(&detected.describe()), "{text}");
+        assert!(s
+            .method()
+            .unwrap()
+            .ends_with("from the machine's busy CPU time"));
+        let custom = EstimateSource::with_params(EstimateParams {
+            tdp_watts: detected.tdp_watts + 1.0,
+            ..Default::default()
+        });
+        assert_eq!(custom.origin(), &WattsOrigin::UserTdp);
     }
 }

@@ -29,6 +29,7 @@ pub mod rapl;
 pub mod replay;
 mod sampler;
 mod spec;
+pub mod tdp;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub use probe::{probe, Probed, PROBE_INTERVAL, PROBE_TIMEOUT};
 pub use replay::ReplaySource;
 pub use sampler::{Sampler, SamplerConfig, SamplerReport, SamplerStatus, SourceContext, SourceEnd};
 pub use spec::{Chosen, SourceSpec};
+pub use tdp::{CpuWatts, WattsOrigin};
 
 use crate::Result;
 
