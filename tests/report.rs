@@ -106,6 +106,15 @@ fn html_has_banner_metadata_and_every_chart() {
         escape_html(run.model.as_deref().unwrap()),
         escape_html(&run.crate_version),
         escape_html(run.power_source.as_deref().unwrap()),
+        // Where the estimate's watts come from, in the metadata and the banner.
+        format!(
+            "power method</th><td>{}",
+            escape_html(run.power_method.as_deref().unwrap())
+        ),
+        format!(
+            "Model: {}.",
+            escape_html(run.power_method.as_deref().unwrap())
+        ),
         escape_html(&run.started_at),
         escape_html(run.host.name.as_deref().unwrap_or("")),
     ] {

@@ -44,8 +44,12 @@ impl Page<'_> {
                  Every energy and power figure on this page was <b>estimated</b> by the power \
                  source <b>{}</b>, not read from a power sensor. The CPU-time estimate follows \
                  CPU time: comparisons between sections of this run are meaningful, absolute \
-                 millijoules can be off by a large factor.</div>\n",
-                esc(run.power_source.as_deref().unwrap_or("unknown"))
+                 millijoules can be off by a large factor.{}</div>\n",
+                esc(run.power_source.as_deref().unwrap_or("unknown")),
+                run.power_method
+                    .as_deref()
+                    .map(|m| format!(" Model: {}.", esc(m)))
+                    .unwrap_or_default()
             );
         }
         if !self.energy_known() {
@@ -294,6 +298,11 @@ impl Page<'_> {
                 None => "<span class=\"unknown\">none: energy unknown</span>".into(),
             },
         );
+        if let Some(method) = &run.power_method {
+            // Where the numbers come from: the estimate's watts and their origin, or the
+            // sensor's method.
+            row("power method", esc(method));
+        }
         row(
             "sample interval",
             match run.sample_interval_ms {
