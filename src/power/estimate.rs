@@ -39,7 +39,6 @@
 //! follow CPU time, and absolute joules can be off by a large factor.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::tdp::{CpuWatts, WattsOrigin};
 use super::{Availability, DomainEnergy, PowerSample, PowerSource, SourceContext, SourceEnd};
@@ -320,15 +319,10 @@ impl PowerSource for EstimateSource {
             source_name: "estimate".into(),
             reason: format!("reading CPU time failed: {e}"),
         };
-        let interval_ns = ctx.interval().as_nanos() as u64;
-        let mut prev_t = clock::now_ns();
+        let start = clock::now_ns();
         let mut prev_cpu = self.busy_seconds().map_err(failed)?;
-        let mut next = prev_t + interval_ns;
-        loop {
-            let now = clock::now_ns();
-            if ctx.wait(Duration::from_nanos(next.saturating_sub(now))) {
-                return Ok(SourceEnd::Stopped);
-            }
+        let interval = ctx.interval();
+        ctx.every(interval, start, |ctx, prev_t| {
             let t = clock::now_ns();
             let cpu = self.busy_seconds().map_err(failed)?;
             let wall_s = (t - prev_t) as f64 / 1e9;
@@ -340,14 +334,9 @@ impl PowerSource for EstimateSource {
             if let Some(sample) = PowerSample::new(prev_t, t, energy, Arc::clone(&name), true) {
                 ctx.emit(sample);
             }
-            prev_t = t;
             prev_cpu = cpu;
-            next += interval_ns;
-            if next <= t {
-                // Fell behind (machine suspended or overloaded): do not try to catch up.
-                next = t + interval_ns;
-            }
-        }
+            Ok(t)
+        })
     }
 }
 
@@ -381,7 +370,7 @@ mod tests {
         let a = process_cpu_seconds().unwrap();
         let mut x = 0u64;
         let start = std::time::Instant::now();
-        while start.elapsed() < Duration::from_millis(50) {
+        while start.elapsed() < std::time::Duration::from_millis(50) {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
         }
         std::hint::black_box(x);

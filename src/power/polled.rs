@@ -189,15 +189,9 @@ impl PowerSource for PolledSource {
         // Never faster than the counters change: a shorter window would hold either
         // nothing or the energy of several.
         let interval = ctx.interval().max(self.period.unwrap_or_default());
-        let interval_ns = interval.as_nanos() as u64;
-        let mut prev_t = clock::now_ns();
+        let start = clock::now_ns();
         let mut prev = self.read_all()?;
-        let mut next = prev_t + interval_ns;
-        loop {
-            let now = clock::now_ns();
-            if ctx.wait(Duration::from_nanos(next.saturating_sub(now))) {
-                return Ok(SourceEnd::Stopped);
-            }
+        ctx.every(interval, start, |ctx, prev_t| {
             let cur = self.read_all().map_err(|e| match e {
                 // A meter that stopped being readable mid-run failed; say it once.
                 Error::SourceUnavailable {
@@ -220,13 +214,9 @@ impl PowerSource for PolledSource {
                 Some(sample) => ctx.emit(sample),
                 None => ctx.reject("unusable window", "empty window or no domain measured"),
             }
-            prev_t = t;
             prev = cur;
-            next += interval_ns;
-            if next <= t {
-                next = t + interval_ns;
-            }
-        }
+            Ok(t)
+        })
     }
 }
 

@@ -152,6 +152,34 @@ impl SourceContext {
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.stop_flag)
     }
+
+    /// Calls `window` at the end of every `interval` on a fixed grid that starts at
+    /// `start_ns`, with the window's start; `window` reads the source, emits and returns the
+    /// window's end, which starts the next. A tick that comes late (a suspended or
+    /// overloaded machine) does not try to catch up: the next is an interval after it.
+    /// Returns once a stop is requested, or with `window`'s error.
+    pub fn every(
+        &mut self,
+        interval: Duration,
+        start_ns: u64,
+        mut window: impl FnMut(&mut SourceContext, u64) -> crate::Result<u64>,
+    ) -> crate::Result<SourceEnd> {
+        let interval_ns = interval.as_nanos() as u64;
+        let (mut start, mut next) = (start_ns, start_ns + interval_ns);
+        loop {
+            if self.wait(Duration::from_nanos(
+                next.saturating_sub(crate::clock::now_ns()),
+            )) {
+                return Ok(SourceEnd::Stopped);
+            }
+            let end = window(self, start)?;
+            start = end;
+            next += interval_ns;
+            if next <= end {
+                next = end + interval_ns;
+            }
+        }
+    }
 }
 
 /// What a sampler did, returned by [`Sampler::stop`].
