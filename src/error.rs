@@ -39,6 +39,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A power source delivered no window during the idle baseline.
+    #[error("power source `{source_name}` delivered no power window in the {seconds:.1} s idle baseline. Fix: give a longer baseline (`--baseline-s`, several of the source's windows long) or turn it off with `--baseline-s 0`")]
+    NoBaseline {
+        /// The source's name.
+        source_name: String,
+        /// How long the baseline waited (s).
+        seconds: f64,
+    },
+
     /// A capture file could not be read.
     #[error("cannot read capture file {}: {cause}. Fix: check the path and that the file is readable", path.display())]
     CaptureRead {

@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 pub mod attribution;
+pub mod baseline;
 #[cfg(feature = "candle")]
 pub mod candle;
 pub mod clock;

@@ -249,7 +249,16 @@ fn row05_silent_or_hung_or_garbage_source_is_recorded_as_such() {
         let fake = fake(dir.path(), mode, &capture);
         let out = profile_cmd(
             &db,
-            &["--power", "powermetrics", "--max-tokens", "3", "--json"],
+            // No idle baseline: the run itself must meet the fault.
+            &[
+                "--power",
+                "powermetrics",
+                "--max-tokens",
+                "3",
+                "--json",
+                "--baseline-s",
+                "0",
+            ],
         )
         .env("TRACING_ENERGY_POWERMETRICS", &fake)
         .output()
@@ -376,7 +385,16 @@ fn row14_partial_coverage_is_shown_as_such() {
     let fake = fake(dir.path(), "corrupt-after:2", &capture);
     let out = profile_cmd(
         &db,
-        &["--power", "powermetrics", "--max-tokens", "12", "--json"],
+        // No idle baseline: the first windows go to the run.
+        &[
+            "--power",
+            "powermetrics",
+            "--max-tokens",
+            "12",
+            "--json",
+            "--baseline-s",
+            "0",
+        ],
     )
     .env("TRACING_ENERGY_POWERMETRICS", &fake)
     .output()

@@ -55,7 +55,18 @@ pub struct ProfileOptions {
     pub device: DeviceKind,
     /// Where to synchronize a GPU device.
     pub sync: SyncPoint,
+    /// The idle baseline sampled before the model loads: `None` for the default
+    /// ([`DEFAULT_BASELINE`] when the source is a sensor, none for the estimate), a zero
+    /// duration for none.
+    pub baseline: Option<Duration>,
 }
+
+/// The default idle baseline of a profile with a sensor: 2 s. That is 20 windows at the
+/// default 100 ms interval (powermetrics' windows are its interval; RAPL counters update
+/// every ~1 ms and NVML's every ~20-100 ms, so each window holds many updates), enough for
+/// a stable mean, and short beside the model's load and generation. A replayed capture is
+/// treated as the sensor that recorded it: its first 2 s are the baseline.
+pub const DEFAULT_BASELINE: Duration = Duration::from_secs(2);
 
 /// The outcome of a profile (the command line's `--json` prints exactly this).
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +109,17 @@ pub struct ProfileOutcome {
     pub measured_ms: Option<f64>,
     /// What went wrong with the measurement.
     pub warnings: Vec<String>,
+    /// The idle baseline, `None` without one.
+    pub baseline: Option<crate::store::Baseline>,
+    /// `total_energy_mj` less the idle power over the measured time (mJ; may be negative).
+    /// This and every `dynamic_*` figure is `None` without a baseline.
+    pub dynamic_total_energy_mj: Option<f64>,
+    /// `energy_per_token_mj` above idle: each token row less the idle power over its time.
+    pub dynamic_energy_per_token_mj: Option<f64>,
+    /// `prefill_energy_per_prompt_token_mj` above idle.
+    pub dynamic_prefill_energy_per_prompt_token_mj: Option<f64>,
+    /// `decode_energy_per_token_mj` above idle.
+    pub dynamic_decode_energy_per_token_mj: Option<f64>,
 }
 
 impl ProfileOutcome {
@@ -179,6 +201,10 @@ pub fn run_with_events(
         if let Some(e) = &options.experiment {
             builder = builder.experiment(e.clone());
         }
+        builder = match options.baseline {
+            None => builder.sensor_baseline(DEFAULT_BASELINE),
+            Some(d) => builder.baseline(d),
+        };
         if let Some(hook) = super::sync_hook_for(&device) {
             builder = builder.synchronize(
                 Arc::new(move || {
@@ -270,6 +296,11 @@ pub fn run_with_events(
         duration_ms: None,
         measured_ms: None,
         warnings: Vec::new(),
+        baseline: None,
+        dynamic_total_energy_mj: None,
+        dynamic_energy_per_token_mj: None,
+        dynamic_prefill_energy_per_prompt_token_mj: None,
+        dynamic_decode_energy_per_token_mj: None,
     };
     let Some(guard) = guard else {
         return Ok(summary);
@@ -315,6 +346,29 @@ pub fn run_with_events(
     });
     summary.decode_energy_per_token_mj =
         (!decode.is_empty()).then(|| decode.iter().sum::<f64>() / decode.len() as f64);
+    if let Some(b) = &report.baseline {
+        // Each token row less the idle power over its own time.
+        let dynamic = |t: &crate::store::Row<crate::store::TokenRecord>| {
+            t.record
+                .measured
+                .energy_mj
+                .map(|e| b.dynamic_mj(e, t.record.measured.duration_ms()))
+        };
+        let all: Vec<f64> = tokens.iter().filter_map(dynamic).collect();
+        summary.dynamic_energy_per_token_mj =
+            known.then(|| all.iter().sum::<f64>() / tokens.len() as f64);
+        summary.dynamic_prefill_energy_per_prompt_token_mj =
+            prefill.and_then(|p| dynamic(p).map(|e| e / p.record.n_tokens.max(1) as f64));
+        let decode: Vec<f64> = tokens
+            .iter()
+            .filter(|t| t.record.phase == "decode")
+            .filter_map(dynamic)
+            .collect();
+        summary.dynamic_decode_energy_per_token_mj =
+            (!decode.is_empty()).then(|| decode.iter().sum::<f64>() / decode.len() as f64);
+    }
+    summary.baseline = report.baseline;
+    summary.dynamic_total_energy_mj = report.dynamic_total_energy_mj;
     summary.power_source = report.power_source.clone();
     summary.estimated = report.estimated;
     summary.hottest = hottest;

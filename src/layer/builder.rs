@@ -45,11 +45,16 @@ pub struct EnergyLayerBuilder {
     overflow: Overflow,
     rotate_every: Option<Duration>,
     finish_wait: Option<Duration>,
+    baseline: Option<(Duration, bool)>,
 }
 
 /// The longest the end of a run waits, by default, for the last power sample: twice the
 /// interval plus a second, but never more than this.
 pub const MAX_DEFAULT_FINISH_WAIT: Duration = Duration::from_secs(3);
+
+/// How much longer than asked [`EnergyLayerBuilder::sensor_baseline`] waits for a first
+/// window when none has ended in its duration (a source with long windows).
+pub const SENSOR_BASELINE_GRACE: Duration = Duration::from_secs(10);
 
 /// The default memory budget: 64 MiB.
 pub const DEFAULT_MEMORY_BUDGET: usize = 64 << 20;
@@ -71,6 +76,7 @@ impl EnergyLayerBuilder {
             overflow: Overflow::default(),
             rotate_every: None,
             finish_wait: None,
+            baseline: None,
         }
     }
 
@@ -191,6 +197,27 @@ impl EnergyLayerBuilder {
         self
     }
 
+    /// Measures an idle baseline for `duration` before the run starts (default: none): the
+    /// run's own source, started once, runs for `duration` while the program is expected to
+    /// do nothing, its windows' mean power per domain is stored on the run, and the run
+    /// starts after it ([`build`](Self::build) returns then). Every energy figure can then
+    /// be read gross or dynamic (above idle). A zero `duration` means no baseline. Without
+    /// a power source there is nothing to measure and no baseline.
+    pub fn baseline(mut self, duration: Duration) -> Self {
+        self.baseline = (!duration.is_zero()).then_some((duration, false));
+        self
+    }
+
+    /// As [`baseline`](Self::baseline), but only when the chosen source is a sensor (with
+    /// an estimated source, which has no idle power model, there is no baseline), and, when
+    /// no window has ended within `duration`, waiting up to [`SENSOR_BASELINE_GRACE`] more
+    /// for the first. This is what `tracing-energy profile` does by default, where `auto`
+    /// may choose either kind of source.
+    pub fn sensor_baseline(mut self, duration: Duration) -> Self {
+        self.baseline = (!duration.is_zero()).then_some((duration, true));
+        self
+    }
+
     /// Opens the store, starts the sampler and the processor, and creates the run.
     pub fn build(self) -> Result<(EnergyLayer, EnergyGuard)> {
         clock::init();
@@ -211,6 +238,7 @@ impl EnergyLayerBuilder {
             }
             (None, None) => None,
         };
+        let since_ns = clock::now_ns();
         let sampler = match source {
             None => None,
             Some(source) => Some(Sampler::start(
@@ -233,6 +261,19 @@ impl EnergyLayerBuilder {
                     period.as_secs_f64() * 1000.0,
                     period.as_secs_f64() * 1000.0,
                 ));
+            }
+        }
+        if let (Some(s), Some((duration, sensors_only))) = (&sampler, self.baseline) {
+            if !(sensors_only && s.estimated()) {
+                // The sampler is dropped (stopped) if this fails: no run is created.
+                // The default (sensors only) waits up to 10 s more for a first window
+                // longer than `duration`; an explicit baseline is held to its length.
+                let grace = if sensors_only {
+                    SENSOR_BASELINE_GRACE
+                } else {
+                    Duration::ZERO
+                };
+                run.baseline = Some(crate::baseline::wait_for(s, since_ns, duration, grace)?);
             }
         }
         let run_id = store.create_run(&run)?;

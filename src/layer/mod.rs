@@ -113,4 +113,9 @@ pub struct RunReport {
     pub measured_ms: Option<f64>,
     /// What went wrong with the measurement (also stored on the run).
     pub warnings: Vec<String>,
+    /// The idle baseline measured before the run, `None` without one.
+    pub baseline: Option<crate::store::Baseline>,
+    /// `total_energy_mj` less the idle power over the measured time (mJ; may be
+    /// negative); `None` without a baseline.
+    pub dynamic_total_energy_mj: Option<f64>,
 }

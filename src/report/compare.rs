@@ -165,6 +165,8 @@ mod tests {
             duration_ms: None,
             measured_ms: None,
             warnings: Vec::new(),
+            baseline: None,
+            dynamic_total_energy_mj: None,
         }
     }
 
@@ -175,6 +177,7 @@ mod tests {
             duration_ms,
             energy_mj,
             mean_power_mw: None,
+            dynamic_energy_mj: None,
         }
     }
 

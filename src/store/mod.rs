@@ -18,6 +18,7 @@
 //! - [`Store::read_snapshot`] reads several queries from one consistent snapshot (one read
 //!   transaction), as exports and reports do while other processes write or delete.
 
+mod baseline;
 mod open;
 mod queries;
 mod records;
@@ -35,6 +36,7 @@ use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
+pub use baseline::{dynamic_mj, Baseline, NO_BASELINE};
 pub use records::{
     coverage_note, ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord,
     LayerSummary, Measured, NewRun, OperationRecord, PhaseSummary, PowerRow, Row, Run, RunEnd,

@@ -90,6 +90,8 @@ pub struct NewRun {
     pub power_method: Option<String>,
     /// The source counter's measured update period (ms), where it has a counter.
     pub counter_update_ms: Option<f64>,
+    /// The idle power measured before the run started, `None` without a baseline.
+    pub baseline: Option<super::Baseline>,
     /// The machine. [`NewRun::default`] leaves it empty; [`NewRun::new`] detects it.
     pub host: Host,
     /// Start time (Unix ms); `None` means now.
@@ -208,9 +210,24 @@ pub struct Run {
     pub measured_ms: Option<f64>,
     /// What went wrong with the measurement, for a person to read.
     pub warnings: Vec<String>,
+    /// The idle power measured before the run started, `None` without a baseline.
+    #[serde(default)]
+    pub baseline: Option<super::Baseline>,
+    /// `total_energy_mj` less the baseline's power over the measured time (mJ; may be
+    /// negative); `None` without a baseline or a total.
+    #[serde(default)]
+    pub dynamic_total_energy_mj: Option<f64>,
 }
 
 impl Run {
+    /// `total_energy_mj` less the idle power over the time the samples covered
+    /// (`measured_ms`, else `duration_ms`): the run's dynamic energy, `None` without a
+    /// baseline.
+    pub fn dynamic_total(&self) -> Option<f64> {
+        let over = self.measured_ms.or(self.duration_ms)?;
+        super::dynamic_mj(self.baseline.as_ref(), self.total_energy_mj, over)
+    }
+
     /// The share of the run that power samples covered (0 to 1), when known.
     pub fn coverage(&self) -> Option<f64> {
         match (self.measured_ms, self.duration_ms) {
@@ -495,6 +512,10 @@ pub struct PhaseSummary {
     pub energy_mj: Option<f64>,
     /// Energy / duration (mW).
     pub mean_power_mw: Option<f64>,
+    /// `energy_mj` less the run's idle power over `duration_ms` (mJ; may be negative);
+    /// `None` without a baseline.
+    #[serde(default)]
+    pub dynamic_energy_mj: Option<f64>,
 }
 
 /// One layer, averaged over the tokens it ran for.

@@ -42,7 +42,18 @@ macro_rules! timed_columns {
 }
 
 /// Migration `k` takes a database from version `k` to `k + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+
+/// The idle baseline: how long it was sampled and the mean power per domain while nothing
+/// was profiled (NULL without a baseline, or for a domain the source does not measure).
+const V4: &str = "
+ALTER TABLE profiling_runs ADD COLUMN baseline_ms REAL;
+ALTER TABLE profiling_runs ADD COLUMN baseline_cpu_mw REAL;
+ALTER TABLE profiling_runs ADD COLUMN baseline_gpu_mw REAL;
+ALTER TABLE profiling_runs ADD COLUMN baseline_ane_mw REAL;
+ALTER TABLE profiling_runs ADD COLUMN baseline_dram_mw REAL;
+ALTER TABLE profiling_runs ADD COLUMN baseline_total_mw REAL;
+";
 
 /// Runs can end `interrupted` (Ctrl-C, SIGTERM), and say how much of their time the power
 /// samples covered, what went wrong with the source, how the source measured and how often
@@ -353,5 +364,53 @@ mod tests {
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_runs_%'",
         );
         assert_eq!(names, 4);
+    }
+
+    /// A version-3 database keeps its runs through V4, with no baseline (NULL columns),
+    /// and a baseline can be stored afterwards.
+    #[test]
+    fn v4_adds_baseline_columns_null_for_existing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Connection::open(dir.path().join("v3.db")).unwrap();
+        for step in &MIGRATIONS[..3] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 3).unwrap();
+        for id in 1..=2 {
+            c.execute(
+                "INSERT INTO profiling_runs (run_id, started_at_ms, crate_version, status,
+                    total_energy_mj, duration_ms)
+                 VALUES (?1, 0, '0.1.0', 'complete', 12.5, 100.0)",
+                [id],
+            )
+            .unwrap();
+        }
+
+        super::super::open::migrate(&c).unwrap();
+
+        assert_eq!(q(&c, "PRAGMA user_version"), SCHEMA_VERSION);
+        assert_eq!(q(&c, "SELECT COUNT(*) FROM profiling_runs"), 2);
+        assert_eq!(
+            q(
+                &c,
+                "SELECT COUNT(*) FROM profiling_runs WHERE baseline_ms IS NULL
+                   AND baseline_cpu_mw IS NULL AND baseline_gpu_mw IS NULL
+                   AND baseline_ane_mw IS NULL AND baseline_dram_mw IS NULL
+                   AND baseline_total_mw IS NULL AND total_energy_mj = 12.5"
+            ),
+            2
+        );
+        c.execute(
+            "UPDATE profiling_runs SET baseline_ms = 2000, baseline_total_mw = 1500 WHERE run_id = 2",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            q(
+                &c,
+                "SELECT CAST(baseline_total_mw AS INTEGER) FROM profiling_runs WHERE run_id = 2"
+            ),
+            1500
+        );
     }
 }

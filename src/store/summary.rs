@@ -33,6 +33,7 @@ impl Store {
                         duration_ms,
                         energy_mj,
                         mean_power_mw: energy_mj.filter(|_| duration_ms > 0.0).map(|e| e / duration_ms * 1000.0),
+                        dynamic_energy_mj: super::dynamic_mj(run_row.baseline.as_ref(), energy_mj, duration_ms),
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

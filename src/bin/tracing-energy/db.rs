@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use tracing_energy::store::{Run, RunFilter, RunId, RunStatus, RunSummary, Store};
 
+use crate::summary_text::{hot_table, summary_text};
 use crate::table::{num, printable, short, Table};
 
 /// The database to read.
@@ -187,6 +188,7 @@ fn runs_table(runs: &[Run]) -> String {
         "model",
         "source",
         "energy_mJ",
+        "dynamic_mJ",
         "tags",
         "prompt",
     ]);
@@ -203,6 +205,7 @@ fn runs_table(runs: &[Run]) -> String {
             short(r.model.as_deref(), 32),
             source,
             num(r.total_energy_mj, 1),
+            num(r.dynamic_total_energy_mj, 1),
             r.tags.join(","),
             short(r.prompt.as_deref(), 40),
         ]);
@@ -275,106 +278,6 @@ pub fn show(a: RunArgs) -> anyhow::Result<()> {
     }
     print!("{}", t.render());
     Ok(())
-}
-
-fn summary_text(s: &RunSummary) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "run {} ({}), {} tokens, {} power samples, source {}{}\n",
-        s.run.run_id,
-        format!("{:?}", s.run.status).to_lowercase(),
-        s.tokens,
-        s.power_samples,
-        printable(s.run.power_source.as_deref().unwrap_or("none")),
-        if s.run.estimated { " (ESTIMATED)" } else { "" }
-    ));
-    out.push_str(&format!(
-        "energy: total {} mJ, attributed {} mJ, unattributed {} mJ\n\nphases\n",
-        num(s.run.total_energy_mj, 1),
-        num(s.run.attributed_energy_mj, 1),
-        num(s.run.unattributed_energy_mj, 1)
-    ));
-    if let Some(note) = s.run.coverage_note() {
-        out.insert_str(
-            out.len() - "\nphases\n".len(),
-            &format!(
-                "WARNING: {note}: the rest of the run is unmeasured, and shares are of the measured part\n"
-            ),
-        );
-    }
-    for w in &s.run.warnings {
-        out.insert_str(
-            out.len() - "\nphases\n".len(),
-            &format!("warning: {}\n", printable(w)),
-        );
-    }
-    let mut t = Table::new([
-        "phase",
-        "sections",
-        "duration_ms",
-        "energy_mJ",
-        "mean_power_mW",
-    ]);
-    for p in &s.phases {
-        t.row([
-            p.phase.clone(),
-            p.sections.to_string(),
-            num(Some(p.duration_ms), 2),
-            num(p.energy_mj, 1),
-            num(p.mean_power_mw, 0),
-        ]);
-    }
-    out.push_str(&t.render());
-    out.push_str("\nlayers (mean per token)\n");
-    let mut t = Table::new(["layer", "tokens", "duration_ms", "energy_mJ"]);
-    for l in &s.layers {
-        t.row([
-            l.layer_index.to_string(),
-            l.tokens.to_string(),
-            num(Some(l.mean_duration_ms), 3),
-            num(l.mean_energy_mj, 2),
-        ]);
-    }
-    out.push_str(&t.render());
-    out.push_str("\ncomponents (mean per row)\n");
-    let mut t = Table::new(["component", "rows", "duration_ms", "energy_mJ", "total_mJ"]);
-    for c in &s.components {
-        t.row([
-            c.component.clone(),
-            c.count.to_string(),
-            num(Some(c.mean_duration_ms), 3),
-            num(c.mean_energy_mj, 3),
-            num(c.total_energy_mj, 1),
-        ]);
-    }
-    out.push_str(&t.render());
-    out.push_str("\nhottest\n");
-    out.push_str(&hot_table(s, 10));
-    out
-}
-
-fn hot_table(s: &RunSummary, limit: usize) -> String {
-    let mut t = Table::new([
-        "layer",
-        "component",
-        "tokens",
-        "duration_ms",
-        "energy_mJ",
-        "share",
-    ]);
-    for h in s.hottest.iter().take(limit) {
-        t.row([
-            h.layer_index
-                .map_or_else(|| "model".to_string(), |l| l.to_string()),
-            h.component.clone(),
-            h.count.to_string(),
-            num(Some(h.duration_ms), 2),
-            num(Some(h.energy_mj), 1),
-            h.share_of_run
-                .map_or_else(|| "-".to_string(), |f| format!("{:.1}%", f * 100.0)),
-        ]);
-    }
-    t.render()
 }
 
 /// The run's summary (it was just resolved: its absence is an error, not "not found").

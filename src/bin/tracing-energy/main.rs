@@ -15,6 +15,7 @@ mod export;
 #[cfg(feature = "candle")]
 mod profile_cmd;
 mod spans;
+mod summary_text;
 mod table;
 
 use std::io::Write;

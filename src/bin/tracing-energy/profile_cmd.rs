@@ -48,6 +48,11 @@ pub struct ProfileArgs {
     /// Power sample interval in milliseconds (1 to 600000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub interval_ms: u64,
+    /// Seconds of idle power to sample before the model loads, so that every figure can be
+    /// read gross or dynamic (above idle); 0 turns it off. Default: 2 with a sensor
+    /// (powermetrics, rapl, nvml, rapl+nvml, replay), none with the estimate or --power none.
+    #[arg(long, value_parser = baseline_seconds)]
+    pub baseline_s: Option<f64>,
     /// Tags for the run (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub tags: Vec<String>,
@@ -78,6 +83,16 @@ pub struct ProfileArgs {
     /// Do not print the response as it is generated.
     #[arg(long)]
     pub quiet: bool,
+}
+
+fn baseline_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=3600.0).contains(&s) => Ok(s),
+        Ok(_) => Err(format!(
+            "`{text}`: give seconds from 0 (no baseline) to 3600"
+        )),
+        Err(e) => Err(format!("`{text}` is not a number of seconds: {e}")),
+    }
 }
 
 fn at_least_one(text: &str) -> Result<usize, String> {
@@ -136,6 +151,7 @@ impl ProfileArgs {
             requant,
             device,
             sync,
+            baseline: self.baseline_s.map(Duration::from_secs_f64),
         })
     }
 }
@@ -270,7 +286,25 @@ pub fn print_summary(s: &ProfileOutcome) {
         println!("status            INTERRUPTED: stopped early, what ran is recorded");
     }
     println!("power source      {source}");
-    println!("total energy      {}", mj(s.total_energy_mj));
+    // A dynamic figure next to its gross one, or why there is none.
+    let dynamic = |v: Option<f64>| match (&s.baseline, v) {
+        (None, _) => String::new(),
+        (Some(_), Some(v)) => format!(", {v:.1} mJ above idle"),
+        (Some(_), None) => ", unknown above idle".into(),
+    };
+    match &s.baseline {
+        Some(b) => println!("idle baseline     {}", b.describe()),
+        None if s.power_source.is_some() => println!(
+            "idle baseline     none ({}: figures are gross)",
+            tracing_energy::store::NO_BASELINE
+        ),
+        None => {}
+    }
+    println!(
+        "total energy      {}{}",
+        mj(s.total_energy_mj),
+        dynamic(s.dynamic_total_energy_mj)
+    );
     if let Some(note) = coverage_note(s) {
         println!("coverage          {note}");
     }
@@ -281,24 +315,27 @@ pub fn print_summary(s: &ProfileOutcome) {
         );
     } else {
         println!(
-            "prefill           {} prompt tokens, {:.1} tokens/s, {} per prompt token",
+            "prefill           {} prompt tokens, {:.1} tokens/s, {} per prompt token{}",
             s.prompt_tokens,
             s.prefill_tokens_per_s,
-            mj(s.prefill_energy_per_prompt_token_mj)
+            mj(s.prefill_energy_per_prompt_token_mj),
+            dynamic(s.dynamic_prefill_energy_per_prompt_token_mj)
         );
     }
     match s.decode_tokens_per_s {
         Some(tps) => println!(
-            "decode            {} tokens, {:.1} tokens/s, {} per token",
+            "decode            {} tokens, {:.1} tokens/s, {} per token{}",
             s.generated_tokens.saturating_sub(1),
             tps,
-            mj(s.decode_energy_per_token_mj)
+            mj(s.decode_energy_per_token_mj),
+            dynamic(s.dynamic_decode_energy_per_token_mj)
         ),
         None => println!("decode            no decode step"),
     }
     println!(
-        "per token         {} (all generated tokens)",
-        mj(s.energy_per_token_mj)
+        "per token         {}{} (all generated tokens)",
+        mj(s.energy_per_token_mj),
+        dynamic(s.dynamic_energy_per_token_mj)
     );
     if !s.hottest.is_empty() {
         println!("hottest components:");

@@ -163,6 +163,12 @@ impl Processor {
             duration_ms: run_end.duration_ms,
             measured_ms: run_end.measured_ms,
             warnings: run_end.warnings,
+            baseline: self.run.meta.baseline,
+            dynamic_total_energy_mj: crate::store::dynamic_mj(
+                self.run.meta.baseline.as_ref(),
+                run_end.total_energy_mj,
+                run_end.measured_ms.or(run_end.duration_ms).unwrap_or(0.0),
+            ),
         })
     }
 }

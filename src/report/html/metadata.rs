@@ -304,6 +304,25 @@ impl Page<'_> {
             row("power method", esc(method));
         }
         row(
+            "idle baseline",
+            match (&run.baseline, &run.power_source) {
+                (Some(b), _) => format!(
+                    "{} · above idle (dynamic) total {}: gross less the idle power over the \
+                     time; negative where a part drew less than idle",
+                    esc(&b.describe()),
+                    run.dynamic_total_energy_mj.map_or_else(
+                        || "<span class=\"unknown\">unknown</span>".into(),
+                        |d| format!("{} mJ", num(d))
+                    )
+                ),
+                (None, Some(_)) => format!(
+                    "<span class=\"unknown\">{}</span>: figures are gross",
+                    crate::store::NO_BASELINE
+                ),
+                (None, None) => "<span class=\"unknown\">none</span>".into(),
+            },
+        );
+        row(
             "sample interval",
             match run.sample_interval_ms {
                 Some(i) => format!("{} ms", num(i)),

@@ -5,6 +5,7 @@ use rusqlite::Transaction;
 
 use super::{insert_one, Binder, Column, Key, Read, Reader, Table, Write};
 use crate::store::records::{Host, NewRun, Run, RunEnd, RunId, RunStatus};
+use crate::store::Baseline;
 use crate::store::{rfc3339, unix_ms_now};
 
 /// The `profiling_runs` table.
@@ -41,6 +42,13 @@ impl Table for Runs {
         Column::text("warnings"),
         Column::text("power_method"),
         Column::real("counter_update_ms"),
+        // The idle baseline (V4): NULL without one, a domain's NULL where not measured.
+        Column::real("baseline_ms"),
+        Column::real("baseline_cpu_mw"),
+        Column::real("baseline_gpu_mw"),
+        Column::real("baseline_ane_mw"),
+        Column::real("baseline_dram_mw"),
+        Column::real("baseline_total_mw"),
     ];
     const TIMED: bool = false;
 }
@@ -72,7 +80,14 @@ impl Write<NewRun> for Runs {
         b.put(None::<f64>)?; // measured_ms
         b.put(None::<&str>)?; // warnings
         b.put(m.power_method.as_deref())?;
-        b.put(m.counter_update_ms)
+        b.put(m.counter_update_ms)?;
+        let base = m.baseline.as_ref();
+        b.put(base.map(|x| x.duration_ms))?;
+        b.put(base.and_then(|x| x.cpu_mw))?;
+        b.put(base.and_then(|x| x.gpu_mw))?;
+        b.put(base.and_then(|x| x.ane_mw))?;
+        b.put(base.and_then(|x| x.dram_mw))?;
+        b.put(base.map(|x| x.total_mw))
     }
 }
 
@@ -83,7 +98,7 @@ impl Read for Runs {
     fn read(r: &mut Reader<'_, '_>) -> rusqlite::Result<Run> {
         let run_id = r.next()?;
         let started_at_ms: i64 = r.next()?;
-        Ok(Run {
+        let mut run = Run {
             run_id,
             started_at_ms,
             started_at: rfc3339(started_at_ms),
@@ -117,7 +132,24 @@ impl Read for Runs {
                 .unwrap_or_default(),
             power_method: r.next()?,
             counter_update_ms: r.next()?,
-        })
+            baseline: None,
+            dynamic_total_energy_mj: None,
+        };
+        let duration_ms: Option<f64> = r.next()?;
+        let (cpu_mw, gpu_mw, ane_mw, dram_mw) = (r.next()?, r.next()?, r.next()?, r.next()?);
+        let total_mw: Option<f64> = r.next()?;
+        if let (Some(duration_ms), Some(total_mw)) = (duration_ms, total_mw) {
+            run.baseline = Some(Baseline {
+                duration_ms,
+                cpu_mw,
+                gpu_mw,
+                ane_mw,
+                dram_mw,
+                total_mw,
+            });
+        }
+        run.dynamic_total_energy_mj = run.dynamic_total();
+        Ok(run)
     }
 }
 
