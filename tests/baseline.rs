@@ -189,7 +189,13 @@ fn profile_with_the_estimate_has_no_baseline() {
         .args(["summary", "latest", "--db", db.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&summary.stdout).contains("no idle baseline"));
+    let text = String::from_utf8_lossy(&summary.stdout);
+    assert!(text.contains("no idle baseline"), "{text}");
+    // Where the estimate's watts come from.
+    assert!(
+        text.contains("power method: ") && text.contains("W per busy"),
+        "{text}"
+    );
 }
 
 #[test]

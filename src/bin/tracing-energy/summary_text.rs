@@ -16,6 +16,9 @@ pub fn summary_text(s: &RunSummary) -> String {
         printable(s.run.power_source.as_deref().unwrap_or("none")),
         if s.run.estimated { " (ESTIMATED)" } else { "" }
     ));
+    if let Some(method) = &s.run.power_method {
+        out.push_str(&format!("power method: {}\n", printable(method)));
+    }
     out.push_str(&format!(
         "energy: total {} mJ, attributed {} mJ, unattributed {} mJ\n",
         num(s.run.total_energy_mj, 1),
