@@ -250,9 +250,39 @@ fn profile_with_a_replayed_capture_stores_a_baseline_by_default() {
         "{text}"
     );
     println!("{text}");
-    // Turned off: nothing stored.
+    // The report's key figures give both: the run total, per token and per prompt token.
+    let html = dir.path().join("r.html");
+    let out = cli()
+        .args(["report", "latest", "--db", db.to_str().unwrap(), "-o"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    let kpis = &page[page.find("class=\"kpis\"").unwrap()..];
+    let kpis = &kpis[..kpis.find("</div>\n</div>").map_or(kpis.len(), |i| i)];
+    assert!(
+        kpis.matches("mJ above idle").count() >= 3,
+        "total, per token and per prompt token: {kpis}"
+    );
+    // Turned off: nothing stored, and the report says so.
     let out = profile(&db, &["--power", &power, "--baseline-s", "0"]);
     assert!(out.status.success());
+    let out = cli()
+        .args(["report", "latest", "--db", db.to_str().unwrap(), "-o"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("; no idle baseline"),
+        "the key figures say so"
+    );
     assert_eq!(
         q(
             &db,

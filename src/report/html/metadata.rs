@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use super::{sum_known, unknown_span, Page};
 use crate::report::format::{escape_html as esc, mj, num, pct, with_unit};
-use crate::store::{Row, TokenRecord};
+use crate::store::{Row, TokenRecord, NO_BASELINE};
 
 impl Page<'_> {
     pub(super) fn header(&self, h: &mut String) {
@@ -133,11 +133,23 @@ impl Page<'_> {
                  <div class=\"note\">{note}</div></div>\n"
             );
         };
+        // The figure above the idle baseline, for a card's note.
+        let above_idle = |gross: Option<f64>, over_ms: f64| match (&run.baseline, gross) {
+            (Some(b), Some(g)) => format!("; {} mJ above idle", num(b.dynamic_mj(g, over_ms))),
+            (None, Some(_)) => format!("; {NO_BASELINE}"),
+            _ => String::new(),
+        };
         card(
             &format!("total energy{est}"),
             unknown_span(mj(total)),
             match total {
-                Some(_) => "measured over the run's window".into(),
+                Some(_) => format!(
+                    "measured over the run's window{}",
+                    match (&run.baseline, run.dynamic_total_energy_mj) {
+                        (Some(_), Some(d)) => format!("; {} mJ above idle", num(d)),
+                        _ => above_idle(None, 0.0),
+                    }
+                ),
                 None => "no power source".into(),
             },
         );
@@ -180,9 +192,13 @@ impl Page<'_> {
                 "no decode step".into()
             } else {
                 format!(
-                    "{} ms per token ({} tokens/s)",
+                    "{} ms per token ({} tokens/s){}",
                     num(decode_ms / decode.len() as f64),
-                    num(decode.len() as f64 / (decode_ms / 1000.0).max(1e-9))
+                    num(decode.len() as f64 / (decode_ms / 1000.0).max(1e-9)),
+                    above_idle(
+                        decode_energy.map(|e| e / decode.len() as f64),
+                        decode_ms / decode.len() as f64
+                    )
                 )
             },
         );
@@ -196,9 +212,16 @@ impl Page<'_> {
             }))),
             match prefill {
                 Some(p) => format!(
-                    "{} prompt tokens in {} ms",
+                    "{} prompt tokens in {} ms{}",
                     p.record.n_tokens,
-                    num(p.duration_ms)
+                    num(p.duration_ms),
+                    above_idle(
+                        p.record
+                            .measured
+                            .energy_mj
+                            .map(|e| e / p.record.n_tokens.max(1) as f64),
+                        p.duration_ms / p.record.n_tokens.max(1) as f64
+                    )
                 ),
                 None => "no prefill".into(),
             },
