@@ -97,6 +97,18 @@ fn read_is_cumulative_and_never_decreases_across_wraps() {
         }
         let secs = last_t.duration_since(start).as_secs_f64();
         let watts = |mj: Option<f64>| mj.unwrap() / secs / 1e3;
+        let right = within(watts(last.cpu), CPU_W, 0.05) && within(watts(last.dram), DRAM_W, 0.05);
+        // The fake's writer thread can be starved too (its counters then lag real time): a
+        // lost or doubled wrap is off by 20 % or more in every attempt, a starved writer in
+        // one.
+        if !right && attempt < 3 {
+            eprintln!(
+                "note: attempt {attempt}: {:.1} W cpu, {:.2} W dram (a busy machine?); again",
+                watts(last.cpu),
+                watts(last.dram)
+            );
+            continue;
+        }
         assert!(within(watts(last.cpu), CPU_W, 0.05), "{last:?} in {secs} s");
         assert!(
             within(watts(last.dram), DRAM_W, 0.05),
