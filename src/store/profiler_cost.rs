@@ -54,14 +54,14 @@ impl ProfilerCost {
         }
     }
 
-    /// "0.21 s CPU (sampler 0.05, processor 0.12, writer 0.04), hot path ~0.01 s
+    /// "0.210 s CPU (sampler 0.050, processor 0.120, writer 0.040), hot path ~0.010 s
     /// (61 ns per enter/exit); 0.4 % of the process's 52.0 s CPU", for a person.
     pub fn describe(&self) -> String {
         let s =
-            |v: Option<f64>| v.map_or_else(|| "none".to_string(), |v| format!("{:.2}", v / 1e3));
+            |v: Option<f64>| v.map_or_else(|| "none".to_string(), |v| format!("{:.3}", v / 1e3));
         let mut out = match self.threads_cpu_ms() {
             Some(t) => format!(
-                "{:.2} s CPU (sampler {}, processor {}, writer {})",
+                "{:.3} s CPU (sampler {}, processor {}, writer {})",
                 t / 1e3,
                 s(self.sampler_cpu_ms),
                 s(self.processor_cpu_ms),
@@ -71,7 +71,7 @@ impl ProfilerCost {
         };
         match (self.hot_path_ms, self.hot_path_ns_per_pair) {
             (Some(ms), Some(ns)) => out.push_str(&format!(
-                ", hot path ~{:.2} s ({ns:.0} ns per enter/exit)",
+                ", hot path ~{:.3} s ({ns:.0} ns per enter/exit)",
                 ms / 1e3
             )),
             _ => out.push_str(", hot path not measured"),
@@ -150,12 +150,12 @@ mod tests {
         assert!((c.share_of_process().unwrap() - 0.01).abs() < 1e-12);
         let d = c.describe();
         assert!(
-            d.starts_with("0.16 s CPU (sampler none, processor 0.12, writer 0.04)"),
+            d.starts_with("0.160 s CPU (sampler none, processor 0.120, writer 0.040)"),
             "{d}"
         );
         assert!(
             d.contains(
-                "hot path ~0.01 s (61 ns per enter/exit); 1.0 % of the process's 17.0 s CPU"
+                "hot path ~0.010 s (61 ns per enter/exit); 1.0 % of the process's 17.0 s CPU"
             ),
             "{d}"
         );
