@@ -43,6 +43,7 @@ pub mod baseline;
 #[cfg(feature = "candle")]
 pub mod candle;
 pub mod clock;
+pub mod cpu_time;
 mod error;
 mod host;
 pub mod layer;

@@ -120,6 +120,9 @@ pub struct ProfileOutcome {
     pub dynamic_prefill_energy_per_prompt_token_mj: Option<f64>,
     /// `decode_energy_per_token_mj` above idle.
     pub dynamic_decode_energy_per_token_mj: Option<f64>,
+    /// What profiling cost the process during the run (its threads' CPU time, the hot
+    /// path's); `None` with --no-profile.
+    pub profiler: Option<crate::store::ProfilerCost>,
 }
 
 impl ProfileOutcome {
@@ -301,6 +304,7 @@ pub fn run_with_events(
         dynamic_energy_per_token_mj: None,
         dynamic_prefill_energy_per_prompt_token_mj: None,
         dynamic_decode_energy_per_token_mj: None,
+        profiler: None,
     };
     let Some(guard) = guard else {
         return Ok(summary);
@@ -367,6 +371,7 @@ pub fn run_with_events(
         summary.dynamic_decode_energy_per_token_mj =
             (!decode.is_empty()).then(|| decode.iter().sum::<f64>() / decode.len() as f64);
     }
+    summary.profiler = report.profiler;
     summary.baseline = report.baseline;
     summary.dynamic_total_energy_mj = report.dynamic_total_energy_mj;
     summary.power_source = report.power_source.clone();

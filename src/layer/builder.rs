@@ -221,6 +221,8 @@ impl EnergyLayerBuilder {
     /// Opens the store, starts the sampler and the processor, and creates the run.
     pub fn build(self) -> Result<(EnergyLayer, EnergyGuard)> {
         clock::init();
+        // Once per process, before the sampler starts competing for the core.
+        let hot_ns_per_pair = super::calibrate::ns_per_pair();
         let store = match self.store {
             Some(s) => s,
             None => Arc::new(Store::open(
@@ -297,6 +299,7 @@ impl EnergyLayerBuilder {
             rotate_every: self.rotate_every,
             notes,
             finish_wait: self.finish_wait,
+            hot_ns_per_pair,
         })?;
         Ok((
             EnergyLayer {

@@ -41,6 +41,7 @@
 //!   reinstalling the subscriber.
 
 mod builder;
+mod calibrate;
 mod guard;
 mod hot;
 mod processor;
@@ -118,4 +119,8 @@ pub struct RunReport {
     /// `total_energy_mj` less the idle power over the measured time (mJ; may be
     /// negative); `None` without a baseline.
     pub dynamic_total_energy_mj: Option<f64>,
+    /// What profiling cost the process during the run: the CPU time of the sampler,
+    /// processor and writer threads, the hot path's estimated time, and the process's CPU
+    /// time (also stored on the run).
+    pub profiler: Option<crate::store::ProfilerCost>,
 }

@@ -226,7 +226,7 @@ impl PowerSource for PowermetricsSource {
             Arc::clone(&stderr_text),
         );
         let (tx, rx) = crossbeam_channel::unbounded();
-        let reader = spawn_reader(stdout, tx, ctx.stop_flag());
+        let reader = spawn_reader(stdout, tx, ctx.stop_flag(), ctx.helper_cpu());
 
         let name = ctx.source_name();
         let mut chain = WindowChain::new(spawn_ns);
@@ -342,10 +342,13 @@ fn spawn_reader(
     mut stdout: ChildStdout,
     tx: Sender<ReaderMsg>,
     stop: Arc<AtomicBool>,
+    cpu: crate::cpu_time::CpuSlot,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("tracing-energy-powermetrics-reader".into())
         .spawn(move || {
+            // Its CPU time counts in the sampler's (the profiler's own cost).
+            let cpu = cpu.publish_on_drop();
             let mut splitter = PlistSplitter::new();
             let mut buf = vec![0u8; 64 << 10];
             let fd = stdout.as_raw_fd();
@@ -379,6 +382,7 @@ fn spawn_reader(
                     }
                     Ok(n) => {
                         let arrival = clock::now_ns();
+                        cpu.publish();
                         for doc in splitter.push(&buf[..n]) {
                             if tx.send(ReaderMsg::Doc(doc, arrival)).is_err() {
                                 return;

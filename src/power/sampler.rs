@@ -79,6 +79,8 @@ struct Shared {
     status: Mutex<SamplerStatus>,
     emitted: AtomicU64,
     rejected: Mutex<Vec<(&'static str, u64)>>,
+    /// CPU time of the sampler thread and the source's helper threads.
+    cpu: crate::cpu_time::CpuTally,
 }
 
 /// What a source sees while it runs: where to deliver samples and when to stop.
@@ -91,6 +93,8 @@ pub struct SourceContext {
     tap: Option<Sender<PowerSample>>,
     shared: Arc<Shared>,
     source_name: Arc<str>,
+    /// The sampler thread's CPU time, published at every window and when it ends.
+    cpu: crate::cpu_time::CpuSlot,
 }
 
 impl SourceContext {
@@ -106,6 +110,7 @@ impl SourceContext {
 
     /// Delivers one sample.
     pub fn emit(&mut self, sample: PowerSample) {
+        self.cpu.publish();
         self.buffer.push(self.id, &sample);
         self.shared.emitted.fetch_add(1, Ordering::Relaxed);
         if let Some(tap) = &self.tap {
@@ -142,10 +147,19 @@ impl SourceContext {
 
     /// Sleeps for `d`, waking early on a stop request. Returns true if a stop was requested.
     pub fn wait(&self, d: Duration) -> bool {
+        self.cpu.publish();
         match self.stop_rx.recv_timeout(d) {
             Err(RecvTimeoutError::Timeout) => self.stop_requested(),
             _ => true,
         }
+    }
+
+    /// A CPU-time slot for a helper thread the source spawns (a reader of a subprocess's
+    /// output): the helper calls [`CpuSlot::publish`](crate::cpu_time::CpuSlot::publish)
+    /// on every round and before it ends, and its CPU time counts in the sampler's
+    /// ([`Sampler::cpu_ns`]), the profiler's own cost.
+    pub fn helper_cpu(&self) -> crate::cpu_time::CpuSlot {
+        self.shared.cpu.slot()
     }
 
     /// A flag shared with helper threads of the source: true once a stop is requested.
@@ -239,6 +253,7 @@ impl Sampler {
             status: Mutex::new(SamplerStatus::Running),
             emitted: AtomicU64::new(0),
             rejected: Mutex::new(Vec::new()),
+            cpu: crate::cpu_time::CpuTally::default(),
         });
         let id = config.buffer.open_source(&name);
         let mut ctx = SourceContext {
@@ -250,6 +265,7 @@ impl Sampler {
             tap: config.tap,
             shared: Arc::clone(&shared),
             source_name: Arc::from(name.as_str()),
+            cpu: shared.cpu.slot(),
         };
         let thread_shared = Arc::clone(&shared);
         let log_failure = config.log_failure;
@@ -271,6 +287,7 @@ impl Sampler {
                 }
                 *thread_shared.status.lock() = status;
                 ctx.buffer.close_source(ctx.id);
+                ctx.cpu.publish();
             });
         let thread = match thread {
             Ok(t) => t,
@@ -332,6 +349,18 @@ impl Sampler {
     /// Samples delivered so far.
     pub fn samples(&self) -> u64 {
         self.shared.emitted.load(Ordering::Relaxed)
+    }
+
+    /// CPU time of the sampler thread and its source's helper threads so far (ns): exact
+    /// once the sampler is stopped, otherwise as of each thread's last window (see
+    /// [`crate::cpu_time`]); `None` where threads' CPU time cannot be read.
+    pub fn cpu_ns(&self) -> Option<u64> {
+        self.shared.cpu.total_ns()
+    }
+
+    /// The CPU-time slots behind [`Sampler::cpu_ns`], readable after the sampler stopped.
+    pub(crate) fn cpu_tally(&self) -> crate::cpu_time::CpuTally {
+        self.shared.cpu.clone()
     }
 
     /// Stops the source (if still running), waits for its thread, and reports.

@@ -167,6 +167,7 @@ mod tests {
             warnings: Vec::new(),
             baseline: None,
             dynamic_total_energy_mj: None,
+            profiler: None,
         }
     }
 

@@ -20,6 +20,7 @@
 
 mod baseline;
 mod open;
+mod profiler_cost;
 mod queries;
 mod records;
 mod schema;
@@ -37,6 +38,7 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 
 pub use baseline::{dynamic_mj, Baseline, NO_BASELINE};
+pub use profiler_cost::ProfilerCost;
 pub use records::{
     coverage_note, ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord,
     LayerSummary, Measured, NewRun, OperationRecord, PhaseSummary, PowerRow, Row, Run, RunEnd,
@@ -73,6 +75,8 @@ struct WriterHandle {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Why the writer thread ended early (a panic), for the errors of later calls.
     died: Arc<Mutex<Option<String>>>,
+    /// The writer thread's CPU time, published after every committed batch.
+    cpu: crate::cpu_time::CpuSlot,
 }
 
 impl Store {
@@ -137,7 +141,9 @@ impl Store {
                     dropped: Arc::clone(&self.dropped),
                     warned: false,
                 },
+                cpu: crate::cpu_time::CpuSlot::new(),
             };
+            let cpu = w.cpu.clone();
             let died = Arc::new(Mutex::new(None));
             let died_in_thread = Arc::clone(&died);
             let thread = std::thread::Builder::new()
@@ -158,6 +164,7 @@ impl Store {
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
                 died,
+                cpu,
             })
         })
     }
@@ -288,6 +295,13 @@ impl Store {
             return Ok(());
         }
         self.call(Command::Flush)
+    }
+
+    /// The writer thread's CPU time so far (ns), as of its last committed batch (after
+    /// [`Store::flush`] returns, up to that flush); `None` before the writer started, or
+    /// where threads' CPU time cannot be read. The writer serves every run of the store.
+    pub fn writer_cpu_ns(&self) -> Option<u64> {
+        self.writer.get()?.cpu.get()
     }
 
     /// Records how a run ended, after everything queued before it is committed. The run's

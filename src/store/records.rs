@@ -133,6 +133,9 @@ pub struct RunEnd {
     /// What went wrong with the measurement (a stalled or failing source, dropped
     /// windows), for a person to read.
     pub warnings: Vec<String>,
+    /// What profiling cost the process during the run; `None` when not measured.
+    #[serde(default)]
+    pub profiler: Option<super::ProfilerCost>,
 }
 
 impl RunEnd {
@@ -149,6 +152,7 @@ impl RunEnd {
             duration_ms: None,
             measured_ms: None,
             warnings: Vec::new(),
+            profiler: None,
         }
     }
 }
@@ -217,6 +221,10 @@ pub struct Run {
     /// negative); `None` without a baseline or a total.
     #[serde(default)]
     pub dynamic_total_energy_mj: Option<f64>,
+    /// What profiling cost the process during the run (its threads' CPU time, the hot
+    /// path's); `None` when not measured (runs recorded before it was, or still running).
+    #[serde(default)]
+    pub profiler: Option<super::ProfilerCost>,
 }
 
 impl Run {

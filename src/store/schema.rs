@@ -42,7 +42,18 @@ macro_rules! timed_columns {
 }
 
 /// Migration `k` takes a database from version `k` to `k + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+
+/// The profiler's own cost over the run: its threads' CPU time together and per thread (a
+/// JSON object), the hot path's estimated time and the calibrated cost of one enter/exit
+/// pair behind it, and the whole process's CPU time (NULL where not measured).
+const V5: &str = "
+ALTER TABLE profiling_runs ADD COLUMN profiler_cpu_ms REAL;
+ALTER TABLE profiling_runs ADD COLUMN profiler_threads TEXT;
+ALTER TABLE profiling_runs ADD COLUMN hot_path_ms REAL;
+ALTER TABLE profiling_runs ADD COLUMN hot_path_ns_per_pair REAL;
+ALTER TABLE profiling_runs ADD COLUMN process_cpu_ms REAL;
+";
 
 /// The idle baseline: how long it was sampled and the mean power per domain while nothing
 /// was profiled (NULL without a baseline, or for a domain the source does not measure).
@@ -411,6 +422,54 @@ mod tests {
                 "SELECT CAST(baseline_total_mw AS INTEGER) FROM profiling_runs WHERE run_id = 2"
             ),
             1500
+        );
+    }
+
+    /// A version-4 database keeps its runs through V5, with no profiler cost (NULL
+    /// columns, read back as none), and a cost can be stored afterwards.
+    #[test]
+    fn v5_adds_profiler_cost_columns_null_for_existing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Connection::open(dir.path().join("v4.db")).unwrap();
+        for step in &MIGRATIONS[..4] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 4).unwrap();
+        for id in 1..=2 {
+            c.execute(
+                "INSERT INTO profiling_runs (run_id, started_at_ms, crate_version, status,
+                    total_energy_mj, baseline_ms, baseline_total_mw)
+                 VALUES (?1, 0, '0.1.0', 'complete', 12.5, 2000.0, 1500.0)",
+                [id],
+            )
+            .unwrap();
+        }
+
+        super::super::open::migrate(&c).unwrap();
+
+        assert_eq!(q(&c, "PRAGMA user_version"), SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(
+            q(
+                &c,
+                "SELECT COUNT(*) FROM profiling_runs WHERE profiler_cpu_ms IS NULL
+                   AND profiler_threads IS NULL AND hot_path_ms IS NULL
+                   AND hot_path_ns_per_pair IS NULL AND process_cpu_ms IS NULL
+                   AND total_energy_mj = 12.5 AND baseline_total_mw = 1500.0"
+            ),
+            2
+        );
+        c.execute(
+            "UPDATE profiling_runs SET profiler_cpu_ms = 210, process_cpu_ms = 52000 WHERE run_id = 2",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            q(
+                &c,
+                "SELECT CAST(profiler_cpu_ms AS INTEGER) FROM profiling_runs WHERE run_id = 2"
+            ),
+            210
         );
     }
 }

@@ -85,6 +85,8 @@ pub(crate) type DropCounts = Arc<Mutex<HashMap<RunId, u64>>>;
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
     pub(crate) state: WriterState,
+    /// This thread's CPU time, published after every batch (before its replies).
+    pub(crate) cpu: crate::cpu_time::CpuSlot,
 }
 
 pub(crate) struct WriterState {
@@ -96,6 +98,7 @@ pub(crate) struct WriterState {
 impl Writer {
     pub(crate) fn run(mut self, rx: Receiver<Command>) {
         crate::clock::background_thread();
+        self.cpu.publish();
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
             let mut rows = batch[0].rows().1;
@@ -135,6 +138,8 @@ impl Writer {
             }
             tracing::error!(path = %state.path.display(), "a batch of records could not be committed: {e}");
         }
+        // Before the replies: a caller that waited for this batch reads its cost.
+        self.cpu.publish();
         let msg = outcome.as_ref().err().map(|e| e.to_string());
         if let (Some(m), true) = (&msg, replies.is_empty()) {
             // The transaction did not even begin: no command was applied, so none has

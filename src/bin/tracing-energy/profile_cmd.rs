@@ -352,6 +352,9 @@ pub fn print_summary(s: &ProfileOutcome) {
             );
         }
     }
+    if let Some(cost) = &s.profiler {
+        println!("profiler          {}", cost.describe());
+    }
     match (&s.run_id, &s.db) {
         (Some(id), Some(db)) => println!("run {id} in {}", db.display()),
         _ => println!("not profiled (--no-profile)"),

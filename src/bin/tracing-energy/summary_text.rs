@@ -37,6 +37,13 @@ pub fn summary_text(s: &RunSummary) -> String {
         )),
         None => {}
     }
+    out.push_str(&format!(
+        "profiler: {}\n",
+        s.run
+            .profiler
+            .as_ref()
+            .map_or_else(|| "not measured".to_string(), |c| c.describe())
+    ));
     out.push_str("\nphases\n");
     if let Some(note) = s.run.coverage_note() {
         out.insert_str(

@@ -59,6 +59,7 @@ impl Processor {
             next_token: 0,
             sections: 0,
             peak_bytes: 0,
+            cpu: super::cost::CpuMark::now(self.sampler_cpu.as_ref(), &self.store),
         };
         self.health.rotate(t);
         Ok(report)
@@ -94,6 +95,9 @@ impl Processor {
         self.instances.emit_all(&mut self.rows);
         self.children.clear();
         self.after_round(true);
+        // The writer publishes its CPU time after each batch: flushed, it covers the rows.
+        let _ = self.store.flush();
+        let cost = self.run_cost();
         let totals = self.stream.take_totals();
         let attributed = std::mem::take(&mut self.rows.attributed_mj);
         let measured = self.stream.has_samples().then_some(totals.measured[4]);
@@ -138,6 +142,7 @@ impl Processor {
             duration_ms: Some(end_ns.saturating_sub(self.run.start_ns) as f64 / 1e6),
             measured_ms,
             warnings,
+            profiler: Some(cost),
         };
         self.store.finish_run(self.run.id, &run_end)?;
         // The writer adds the rows it dropped up to the end: read the total it stored.
@@ -169,6 +174,7 @@ impl Processor {
                 run_end.total_energy_mj,
                 run_end.measured_ms.or(run_end.duration_ms).unwrap_or(0.0),
             ),
+            profiler: run_end.profiler,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! It watches the power source ([`health`]) and ends the run, or rotates to the next
 //! ([`ending`]).
 
+mod cost;
 mod ending;
 mod health;
 mod instances;
@@ -44,6 +45,8 @@ pub(crate) struct Setup {
     pub(crate) finish_wait: Option<Duration>,
     /// Warnings known when the run starts (e.g. `auto` falling back to the estimate).
     pub(crate) notes: Vec<String>,
+    /// The calibrated cost of one span enter + exit pair (ns), for the run's hot-path cost.
+    pub(crate) hot_ns_per_pair: Option<f64>,
 }
 
 /// How a run ends.
@@ -120,6 +123,8 @@ struct RunState {
     next_token: u64,
     sections: u64,
     peak_bytes: u64,
+    /// The profiler's CPU clocks at the run's start.
+    cpu: cost::CpuMark,
 }
 
 pub(crate) struct Processor {
@@ -157,6 +162,10 @@ pub(crate) struct Processor {
     longest_window_ns: u64,
     /// Whether the source keeps delivering, and the run's warnings.
     health: SourceHealth,
+    /// The sampler's CPU-time slots (kept after it stops), `None` without a source.
+    sampler_cpu: Option<crate::cpu_time::CpuTally>,
+    /// The calibrated cost of one span enter + exit pair (ns).
+    hot_ns_per_pair: Option<f64>,
 }
 
 impl Processor {
@@ -169,6 +178,8 @@ impl Processor {
             .spawn(move || {
                 let source = setup.sampler.as_ref().map(|s| s.source_id());
                 let source_name = setup.run.power_source.clone();
+                let sampler_cpu = setup.sampler.as_ref().map(Sampler::cpu_tally);
+                let cpu = cost::CpuMark::now(sampler_cpu.as_ref(), &setup.store);
                 let p = Processor {
                     shared: setup.shared,
                     store: setup.store,
@@ -185,6 +196,7 @@ impl Processor {
                         next_token: 0,
                         sections: 0,
                         peak_bytes: 0,
+                        cpu,
                     },
                     intake: Intake::default(),
                     stream: EnergyStream::new(setup.start_ns),
@@ -209,6 +221,8 @@ impl Processor {
                         setup.start_ns,
                         setup.notes,
                     ),
+                    sampler_cpu,
+                    hot_ns_per_pair: setup.hot_ns_per_pair,
                 };
                 p.run(rx)
             })

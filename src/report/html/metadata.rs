@@ -234,6 +234,17 @@ impl Page<'_> {
                 None => String::new(),
             },
         );
+        if let Some(cost) = &run.profiler {
+            card(
+                "profiler's own cost",
+                match (cost.share_of_process(), cost.total_ms()) {
+                    (Some(share), _) => format!("{:.1} % of CPU", share * 100.0),
+                    (None, Some(ms)) => format!("{} s CPU", num(ms / 1e3)),
+                    (None, None) => unknown_span("unknown".into()),
+                },
+                "its threads' CPU time and the hot path's, of the process's".into(),
+            );
+        }
         h.push_str("</div>\n");
     }
 
@@ -343,6 +354,13 @@ impl Page<'_> {
                     crate::store::NO_BASELINE
                 ),
                 (None, None) => "<span class=\"unknown\">none</span>".into(),
+            },
+        );
+        row(
+            "profiler's own cost",
+            match &run.profiler {
+                Some(cost) => esc(&cost.describe()),
+                None => "<span class=\"unknown\">not measured</span>".into(),
             },
         );
         row(

@@ -5,8 +5,8 @@ use rusqlite::Transaction;
 
 use super::{insert_one, Binder, Column, Key, Read, Reader, Table, Write};
 use crate::store::records::{Host, NewRun, Run, RunEnd, RunId, RunStatus};
-use crate::store::Baseline;
 use crate::store::{rfc3339, unix_ms_now};
+use crate::store::{Baseline, ProfilerCost};
 
 /// The `profiling_runs` table.
 pub(crate) struct Runs;
@@ -49,6 +49,16 @@ impl Table for Runs {
         Column::real("baseline_ane_mw"),
         Column::real("baseline_dram_mw"),
         Column::real("baseline_total_mw"),
+        // The profiler's own cost over the run (V5; see `ProfilerCost`), NULL where not
+        // measured: its threads' CPU time together (ms), per thread (a JSON object of ms,
+        // `sampler`, `processor`, `writer`, `null` for a thread not measured), the hot
+        // path's estimated time (ms), the calibrated ns per enter/exit pair behind it, and
+        // the whole process's CPU time over the run (ms).
+        Column::real("profiler_cpu_ms"),
+        Column::text("profiler_threads"),
+        Column::real("hot_path_ms"),
+        Column::real("hot_path_ns_per_pair"),
+        Column::real("process_cpu_ms"),
     ];
     const TIMED: bool = false;
 }
@@ -87,7 +97,13 @@ impl Write<NewRun> for Runs {
         b.put(base.and_then(|x| x.gpu_mw))?;
         b.put(base.and_then(|x| x.ane_mw))?;
         b.put(base.and_then(|x| x.dram_mw))?;
-        b.put(base.map(|x| x.total_mw))
+        b.put(base.map(|x| x.total_mw))?;
+        // The profiler's cost is known when the run ends.
+        b.put(None::<f64>)?; // profiler_cpu_ms
+        b.put(None::<&str>)?; // profiler_threads
+        b.put(None::<f64>)?; // hot_path_ms
+        b.put(None::<f64>)?; // hot_path_ns_per_pair
+        b.put(None::<f64>) // process_cpu_ms
     }
 }
 
@@ -134,6 +150,7 @@ impl Read for Runs {
             counter_update_ms: r.next()?,
             baseline: None,
             dynamic_total_energy_mj: None,
+            profiler: None,
         };
         let duration_ms: Option<f64> = r.next()?;
         let (cpu_mw, gpu_mw, ane_mw, dram_mw) = (r.next()?, r.next()?, r.next()?, r.next()?);
@@ -149,6 +166,10 @@ impl Read for Runs {
             });
         }
         run.dynamic_total_energy_mj = run.dynamic_total();
+        r.skip(); // profiler_cpu_ms: the sum of `profiler_threads`
+        let threads: Option<String> = r.next()?;
+        let (hot_ms, hot_ns, process_ms) = (r.next()?, r.next()?, r.next()?);
+        run.profiler = ProfilerCost::from_columns(threads.as_deref(), hot_ms, hot_ns, process_ms);
         Ok(run)
     }
 }
@@ -184,7 +205,8 @@ pub(crate) fn finish(
         "UPDATE profiling_runs SET ended_at_ms = ?, status = ?, response = COALESCE(?, response),
             total_energy_mj = ?, attributed_energy_mj = ?, unattributed_energy_mj = ?,
             dropped_records = dropped_records + ?, error = ?, duration_ms = ?,
-            measured_ms = ?, warnings = ?
+            measured_ms = ?, warnings = ?, profiler_cpu_ms = ?, profiler_threads = ?,
+            hot_path_ms = ?, hot_path_ns_per_pair = ?, process_cpu_ms = ?
          WHERE run_id = ?",
     )?;
     let mut b = Binder::new(&mut st);
@@ -202,6 +224,12 @@ pub(crate) fn finish(
         (!end.warnings.is_empty())
             .then(|| serde_json::to_string(&end.warnings).unwrap_or_default()),
     )?;
+    let cost = end.profiler.as_ref();
+    b.put(cost.and_then(ProfilerCost::threads_cpu_ms))?;
+    b.put(cost.and_then(ProfilerCost::threads_json))?;
+    b.put(cost.and_then(|c| c.hot_path_ms))?;
+    b.put(cost.and_then(|c| c.hot_path_ns_per_pair))?;
+    b.put(cost.and_then(|c| c.process_cpu_ms))?;
     b.put(run)?;
     if b.execute()? == 0 {
         return Err(rusqlite::Error::QueryReturnedNoRows);
