@@ -49,6 +49,7 @@ mod host;
 pub mod layer;
 pub mod power;
 pub mod report;
+pub mod stats;
 pub mod store;
 
 pub use error::{Error, Result};

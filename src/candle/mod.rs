@@ -35,6 +35,7 @@ mod error;
 pub mod generate;
 mod model;
 pub mod profile;
+pub mod repeat;
 mod tokenizer;
 
 pub use device::{sync_hook_for, DeviceKind, SyncHook};

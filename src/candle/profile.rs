@@ -188,79 +188,14 @@ pub fn run_with_events(
     let device = options.device.open(0)?;
 
     // The subscriber goes in before the model is built: candle creates its spans then.
-    let guard = if options.no_profile {
-        None
-    } else {
-        let mut builder = EnergyLayer::builder()
-            .db(&options.db)
-            .power(options.power.clone())
-            .interval(options.interval.max(Duration::from_millis(1)))
-            .model(model_path.file_name().map_or_else(
-                || model_path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            ))
-            .prompt(options.prompt.clone())
-            .tags(options.tags.clone());
-        if let Some(e) = &options.experiment {
-            builder = builder.experiment(e.clone());
-        }
-        builder = match options.baseline {
-            None => builder.sensor_baseline(DEFAULT_BASELINE),
-            Some(d) => builder.baseline(d),
-        };
-        if let Some(hook) = super::sync_hook_for(&device) {
-            builder = builder.synchronize(
-                Arc::new(move || {
-                    if let Err(e) = hook() {
-                        tracing::warn!("device synchronize failed: {e}");
-                    }
-                }),
-                options.sync,
-            );
-        }
-        let (layer, guard) = builder.build()?;
-        let log = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .without_time()
-            .with_filter(
-                tracing_subscriber::EnvFilter::try_from_env("TRACING_ENERGY_LOG")
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-            );
-        tracing_subscriber::registry()
-            .with(layer)
-            .with(log)
-            .try_init()
-            .map_err(|e| {
-                ProfileError::Setting(format!("a global tracing subscriber is already set: {e}"))
-            })?;
-        Some(guard)
-    };
+    let guard = install_layer(options, &device)?;
 
-    let generated = (|| -> Result<super::GenerationOutput, super::Error> {
-        let model = Model::load(model_path, &device, options.requant)?;
-        let generation = GenerationOptions {
-            temperature: options.temperature,
-            seed: options.seed,
-            ..GenerationOptions::default()
-        };
-        let mut generator = Generator::new(model, generation)?;
-        generator.set_interrupt(interrupt.clone());
-        if guard.is_some() {
-            // The energy layer calls the fence at its sync points instead.
-            generator.set_sync_hook(None);
-        }
-        let mut stream = |t: &super::TokenEvent| on_event(ProfileEvent::Token(&t.text));
-        if options.raw {
-            generator.generate_text(&options.prompt, options.max_tokens, &mut stream)
-        } else {
-            generator.generate_chat(
-                options.system.as_deref(),
-                &options.prompt,
-                options.max_tokens,
-                &mut stream,
-            )
-        }
-    })();
+    let generated =
+        load_generator(options, &device, interrupt, guard.is_some()).and_then(|mut generator| {
+            generate_once(&mut generator, options, &mut |t| {
+                on_event(ProfileEvent::Token(&t.text))
+            })
+        });
     let out = match (generated, guard) {
         (Ok(out), guard) => (out, guard),
         (Err(e), Some(guard)) => {
@@ -272,6 +207,120 @@ pub fn run_with_events(
     };
     let (out, guard) = out;
     on_event(ProfileEvent::Generated);
+    let mut summary = outcome_of(&out);
+    let Some(guard) = guard else {
+        return Ok(summary);
+    };
+    guard.set_response(out.text.clone());
+    let report = if out.stop_reason == super::StopReason::Interrupted {
+        guard.interrupt(format!(
+            "interrupted by a signal (Ctrl-C or SIGTERM) after {} generated token(s)",
+            out.tokens.len()
+        ))?
+    } else {
+        guard.finish()?
+    };
+    read_back(&mut summary, report)?;
+    Ok(summary)
+}
+
+/// Installs the energy layer (and a log layer for warnings) as the global subscriber, as
+/// `options` say; `None` with `no_profile`.
+pub(super) fn install_layer(
+    options: &ProfileOptions,
+    device: &candle_core::Device,
+) -> Result<Option<crate::EnergyGuard>, ProfileError> {
+    if options.no_profile {
+        return Ok(None);
+    }
+    let model_path = &options.model;
+    let mut builder = EnergyLayer::builder()
+        .db(&options.db)
+        .power(options.power.clone())
+        .interval(options.interval.max(Duration::from_millis(1)))
+        .model(model_path.file_name().map_or_else(
+            || model_path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ))
+        .prompt(options.prompt.clone())
+        .tags(options.tags.clone());
+    if let Some(e) = &options.experiment {
+        builder = builder.experiment(e.clone());
+    }
+    builder = match options.baseline {
+        None => builder.sensor_baseline(DEFAULT_BASELINE),
+        Some(d) => builder.baseline(d),
+    };
+    if let Some(hook) = super::sync_hook_for(device) {
+        builder = builder.synchronize(
+            Arc::new(move || {
+                if let Err(e) = hook() {
+                    tracing::warn!("device synchronize failed: {e}");
+                }
+            }),
+            options.sync,
+        );
+    }
+    let (layer, guard) = builder.build()?;
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRACING_ENERGY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        );
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(log)
+        .try_init()
+        .map_err(|e| {
+            ProfileError::Setting(format!("a global tracing subscriber is already set: {e}"))
+        })?;
+    Ok(Some(guard))
+}
+
+/// Loads the model and makes its generator (the energy layer, when `profiled`, calls the
+/// device fence at its sync points instead of the generator).
+pub(super) fn load_generator(
+    options: &ProfileOptions,
+    device: &candle_core::Device,
+    interrupt: Option<Arc<AtomicBool>>,
+    profiled: bool,
+) -> Result<Generator, super::Error> {
+    let model = Model::load(&options.model, device, options.requant)?;
+    let generation = GenerationOptions {
+        temperature: options.temperature,
+        seed: options.seed,
+        ..GenerationOptions::default()
+    };
+    let mut generator = Generator::new(model, generation)?;
+    generator.set_interrupt(interrupt);
+    if profiled {
+        generator.set_sync_hook(None);
+    }
+    Ok(generator)
+}
+
+/// Generates once, as `options` say (chat template or raw prompt).
+pub(super) fn generate_once(
+    generator: &mut Generator,
+    options: &ProfileOptions,
+    stream: &mut dyn FnMut(&super::TokenEvent),
+) -> Result<super::GenerationOutput, super::Error> {
+    if options.raw {
+        generator.generate_text(&options.prompt, options.max_tokens, stream)
+    } else {
+        generator.generate_chat(
+            options.system.as_deref(),
+            &options.prompt,
+            options.max_tokens,
+            stream,
+        )
+    }
+}
+
+/// The outcome of a generation, before any energy is read back.
+pub(super) fn outcome_of(out: &super::GenerationOutput) -> ProfileOutcome {
     let prompt_tokens = out.prompt_tokens.len();
     let prefill_tokens_per_s = if out.tokens.is_empty() {
         0.0
@@ -279,7 +328,7 @@ pub fn run_with_events(
         prompt_tokens as f64 / out.prefill_time.as_secs_f64().max(1e-9)
     };
     let decode_tokens_per_s = out.decode_ms_per_token().map(|ms| 1000.0 / ms.max(1e-9));
-    let mut summary = ProfileOutcome {
+    ProfileOutcome {
         run_id: None,
         db: None,
         prompt_tokens,
@@ -305,19 +354,14 @@ pub fn run_with_events(
         dynamic_prefill_energy_per_prompt_token_mj: None,
         dynamic_decode_energy_per_token_mj: None,
         profiler: None,
-    };
-    let Some(guard) = guard else {
-        return Ok(summary);
-    };
-    guard.set_response(out.text.clone());
-    let report = if out.stop_reason == super::StopReason::Interrupted {
-        guard.interrupt(format!(
-            "interrupted by a signal (Ctrl-C or SIGTERM) after {} generated token(s)",
-            out.tokens.len()
-        ))?
-    } else {
-        guard.finish()?
-    };
+    }
+}
+
+/// Fills `summary`'s energy figures from the finished run `report` and its stored rows.
+pub(super) fn read_back(
+    summary: &mut ProfileOutcome,
+    report: crate::RunReport,
+) -> Result<(), ProfileError> {
     let store = Store::open_existing(&report.db)?;
     let tokens = store.get_tokens(report.run_id)?;
     let RunSummary { hottest, .. } = store.get_run_summary(report.run_id)?.ok_or_else(|| {
@@ -385,5 +429,5 @@ pub fn run_with_events(
     if let Some(e) = &report.source_error {
         summary.warnings.push(e.clone());
     }
-    Ok(summary)
+    Ok(())
 }

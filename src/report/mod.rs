@@ -29,6 +29,9 @@
 //!   [`folded_stacks`] reads them from the store and says why a run has none.
 //! - [`compare()`] sets two runs' summaries side by side, with the deltas per phase, layer
 //!   and component kind ([`Comparison`]).
+//! - [`experiment`] gives the statistics of an experiment's repeated runs (mean, standard
+//!   deviation, 95 % interval of decode and prefill energy per token and of tokens/s) and
+//!   compares two experiments.
 //!
 //! ```no_run
 //! use tracing_energy::report::{self, Detail, RunData};
@@ -60,6 +63,7 @@ macro_rules! w {
 }
 
 pub mod compare;
+pub mod experiment;
 pub mod export;
 mod flame;
 pub mod folded;

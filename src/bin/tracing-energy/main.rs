@@ -11,6 +11,7 @@
 
 mod compare;
 mod db;
+mod experiments;
 mod export;
 #[cfg(feature = "candle")]
 mod profile_cmd;
@@ -63,8 +64,15 @@ enum Command {
     Search(db::SearchArgs),
     /// Delete a run and all its rows.
     Delete(db::DeleteArgs),
-    /// Two runs side by side: time and energy per phase, layer and component, with deltas.
+    /// Two runs side by side: time and energy per phase, layer and component, with deltas
+    /// (two experiments of repeated runs: `compare-experiments`).
     Compare(compare::CompareArgs),
+    /// An experiment's repeated runs: mean, standard deviation and 95 % interval of decode
+    /// and prefill energy per token and of tokens/s (see `profile --repeat`).
+    Stats(experiments::StatsArgs),
+    /// Two experiments' repeated runs compared: per metric, both intervals, the difference,
+    /// and whether it is beyond the intervals.
+    CompareExperiments(experiments::CompareExperimentsArgs),
     /// Write a self-contained HTML report of a run.
     Report(export::ReportArgs),
     /// Export a run: Chrome/Perfetto trace, CSV, JSON or folded stacks (flame graphs).
@@ -201,6 +209,10 @@ fn main() -> ExitCode {
         Command::Search(a) => db::search(a).map(|()| ExitCode::SUCCESS),
         Command::Delete(a) => db::delete(a).map(|()| ExitCode::SUCCESS),
         Command::Compare(a) => compare::compare(a).map(|()| ExitCode::SUCCESS),
+        Command::Stats(a) => experiments::stats(a).map(|()| ExitCode::SUCCESS),
+        Command::CompareExperiments(a) => {
+            experiments::compare_experiments(a).map(|()| ExitCode::SUCCESS)
+        }
         Command::Report(a) => export::report(a).map(|()| ExitCode::SUCCESS),
         Command::Export(a) => export::export(a).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "candle")]

@@ -13,8 +13,10 @@ use std::time::Duration;
 use tracing_energy::candle::profile::{
     run_with_events, ProfileError, ProfileEvent, ProfileOptions, ProfileOutcome,
 };
+use tracing_energy::candle::repeat::{run_repeated, RepeatEvent, Repetitions};
 use tracing_energy::candle::{DeviceKind, Requant, SMOLLM2_PATH};
 use tracing_energy::power::SourceSpec;
+use tracing_energy::report::experiment::RunMetrics;
 use tracing_energy::SyncPoint;
 
 /// What to profile and how.
@@ -83,6 +85,25 @@ pub struct ProfileArgs {
     /// Do not print the response as it is generated.
     #[arg(long)]
     pub quiet: bool,
+    /// Repeat the same generation N times with one model load (one run each, one
+    /// experiment), then print the mean, standard deviation and 95 % interval of decode
+    /// and prefill energy per token and of tokens/s.
+    #[arg(long, value_parser = at_least_one_repetition)]
+    pub repeat: Option<usize>,
+    /// With --repeat: generate M times first without counting them (stored in the model
+    /// load's run, tagged `warmup`).
+    #[arg(long, default_value_t = 0, requires = "repeat")]
+    pub warmup: usize,
+}
+
+fn at_least_one_repetition(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => {
+            Err("0 repetitions measure nothing: give at least 1 (2 or more for an interval)".into())
+        }
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{text}` is not a number of repetitions: {e}")),
+    }
 }
 
 fn baseline_seconds(text: &str) -> Result<f64, String> {
@@ -230,6 +251,9 @@ impl Interrupt {
 pub fn main_profile(args: &ProfileArgs) -> anyhow::Result<ExitCode> {
     let interrupt = Interrupt::install()?;
     let options = args.to_options()?;
+    if let Some(repeat) = args.repeat {
+        return main_repeat(args, &options, repeat, &interrupt);
+    }
     let quiet = args.quiet || args.json;
     let outcome = run_with_events(&options, Some(interrupt.flag()), |event| {
         if quiet {
@@ -252,6 +276,97 @@ pub fn main_profile(args: &ProfileArgs) -> anyhow::Result<ExitCode> {
         Some(code) if outcome.interrupted() => ExitCode::from(code),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// `profile --repeat N [--warmup M]`: one line per repetition, then the statistics.
+fn main_repeat(
+    args: &ProfileArgs,
+    options: &ProfileOptions,
+    repeat: usize,
+    interrupt: &Interrupt,
+) -> anyhow::Result<ExitCode> {
+    let reps = Repetitions {
+        repeat,
+        warmup: args.warmup,
+    };
+    let quiet = args.quiet || args.json;
+    let mut mid_line = false;
+    let outcome = run_repeated(options, reps, Some(interrupt.flag()), |event| {
+        if args.json {
+            return;
+        }
+        match event {
+            RepeatEvent::Start { index, warmup } if !quiet => {
+                if std::mem::take(&mut mid_line) {
+                    println!();
+                }
+                let (what, of) = if warmup {
+                    ("warm-up", reps.warmup)
+                } else {
+                    ("repetition", reps.repeat)
+                };
+                println!("--- {what} {}/{of} ---", index + 1);
+            }
+            RepeatEvent::Token(text) if !quiet => {
+                print!("{}", terminal_safe(text));
+                let _ = std::io::stdout().flush();
+                mid_line = true;
+            }
+            RepeatEvent::Done {
+                index,
+                outcome,
+                metrics,
+            } => {
+                if std::mem::take(&mut mid_line) {
+                    println!();
+                }
+                println!("{}", repetition_line(index, reps.repeat, outcome, metrics));
+            }
+            _ => {}
+        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        println!();
+        print!("{}", terminal_safe(&outcome.statistics.to_string()));
+        println!(
+            "model load and {} warm-up(s): run {} (tagged warmup, left out)",
+            reps.warmup, outcome.warmup_run_id
+        );
+        println!(
+            "again from the database: tracing-energy stats --experiment {} --db {}",
+            terminal_safe(&outcome.experiment),
+            terminal_safe(&options.db.display().to_string())
+        );
+        for w in outcome.runs.iter().flat_map(|r| &r.warnings) {
+            println!("warning: {w}");
+        }
+    }
+    Ok(match interrupt.exit_code() {
+        Some(code) if outcome.interrupted => ExitCode::from(code),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// "repetition 2/5  run 14: 31 decode tokens, 24.6 tokens/s, 512.3 mJ/token, prefill
+/// 40.1 mJ/prompt token": the figures the statistics count.
+fn repetition_line(index: usize, of: usize, s: &ProfileOutcome, m: &RunMetrics) -> String {
+    let mj = |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |v| format!("{v:.1} mJ"));
+    let status = if s.interrupted() { " INTERRUPTED" } else { "" };
+    let dynamic = m
+        .dynamic_decode_mj_per_token
+        .map_or_else(String::new, |v| format!(" ({v:.1} mJ above idle)"));
+    format!(
+        "repetition {}/{of}  run {}{status}: {} decode tokens, {} tokens/s, {}/token{dynamic}, prefill {}/prompt token",
+        index + 1,
+        m.run_id,
+        m.decode_tokens,
+        m.decode_tokens_per_s
+            .map_or_else(|| "unknown".into(), |t| format!("{t:.1}")),
+        mj(m.decode_mj_per_token),
+        mj(m.prefill_mj_per_prompt_token),
+    )
 }
 
 /// Generated text as it may reach a terminal: line breaks and tabs kept, every other control
