@@ -22,7 +22,8 @@ use tracing_energy::attribution::regression::{fit, PowerFit, Window};
 use tracing_energy::attribution::Activity;
 use tracing_energy::power::SampleBuffer;
 use tracing_energy::power::{DomainEnergy, PowerSample};
-use tracing_energy::store::Store;
+use tracing_energy::report::component_power;
+use tracing_energy::store::{Store, BACKGROUND};
 use tracing_energy::EnergyLayer;
 use tracing_subscriber::prelude::*;
 
@@ -148,6 +149,7 @@ fn score() -> Scored {
         })
         .collect();
     let fitted = fit(&kinds, &windows).unwrap_or_else(|e| panic!("fit refused: {e}"));
+    same_as_the_library_and_the_cli(&db, &store, report.run_id, &kinds, &windows, &fitted);
 
     // The fit's energy per component row (the `regression` method): the window's
     // background share over the row plus its kind's share, summed per kind.
@@ -217,6 +219,52 @@ fn score() -> Scored {
         fitted,
         by_fit,
         overlap,
+    }
+}
+
+/// The library's windows (those `tracing-energy fit` uses) equal the ones computed here,
+/// and `fit` stores and prints the same powers.
+fn same_as_the_library_and_the_cli(
+    db: &std::path::Path,
+    store: &Store,
+    run: i64,
+    kinds: &[String],
+    windows: &[Window],
+    fitted: &PowerFit,
+) {
+    let power = store.get_power_timeline(run).unwrap();
+    let components = store.get_run_components(run).unwrap();
+    let (lib_kinds, lib_windows) = component_power::windows(&power, &components);
+    assert_eq!(lib_windows.len(), windows.len());
+    for (a, b) in lib_windows.iter().zip(windows) {
+        assert_eq!((a.energy_mj, a.seconds), (b.energy_mj, b.seconds));
+        for (k, name) in lib_kinds.iter().enumerate() {
+            let j = kinds.iter().position(|x| x == name).unwrap();
+            assert!((a.kind_seconds[k] - b.kind_seconds[j]).abs() < 1e-12);
+        }
+    }
+    let out = common::cli_ok(db, &["fit", "latest", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["refused"].is_null(), "{v}");
+    let printed = v["component_power"].as_array().unwrap();
+    assert_eq!(printed.len(), 1 + kinds.len(), "{v}");
+    let stored = store.get_component_power(run).unwrap();
+    assert_eq!(stored.len(), printed.len());
+    assert_eq!(stored[0].component, BACKGROUND);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+    for row in &stored {
+        let want = if row.component == BACKGROUND {
+            fitted.idle_mw
+        } else {
+            fitted
+                .kinds
+                .iter()
+                .find(|k| k.kind == row.component)
+                .unwrap()
+                .power_mw
+        };
+        assert!(close(row.power_mw, want), "{row:?} vs {want}");
+        assert_eq!(row.windows as usize, windows.len());
     }
 }
 
@@ -306,4 +354,35 @@ fn the_fit_recovers_known_component_power_and_overlap_is_scored() {
         "idle fitted {:.0} mW",
         fitted.idle_mw
     );
+}
+
+/// A run with too few windows (3 overlap its components; 2 kinds and the background need
+/// 5): `fit` says why, stores nothing, and succeeds.
+#[test]
+fn a_run_the_fit_cannot_tell_apart_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let store = Store::open(&db).unwrap();
+    let run = common::records::record(&store, "", 1);
+    store.flush().unwrap();
+    let out = common::cli_ok(&db, &["fit", &run.to_string()]);
+    assert!(
+        out.contains("no component power fit: 3 power windows, 5 needed")
+            && out.contains("keep their time-share (overlap) energy"),
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&common::cli_ok(
+        &db,
+        &["fit", &run.to_string(), "--format", "json"],
+    ))
+    .unwrap();
+    assert!(
+        v["refused"]
+            .as_str()
+            .unwrap()
+            .contains("3 power windows, 5 needed"),
+        "{v}"
+    );
+    assert_eq!(v["component_power"].as_array().unwrap().len(), 0);
+    assert!(store.get_component_power(run).unwrap().is_empty());
 }

@@ -32,6 +32,8 @@
 //! - [`experiment`] gives the statistics of an experiment's repeated runs (mean, standard
 //!   deviation, 95 % interval of decode and prefill energy per token and of tokens/s) and
 //!   compares two experiments.
+//! - [`component_power`] fits what each component kind draws while it runs over a stored
+//!   run's power windows (`tracing-energy fit`), or says why the run cannot tell.
 //!
 //! ```no_run
 //! use tracing_energy::report::{self, Detail, RunData};
@@ -63,6 +65,7 @@ macro_rules! w {
 }
 
 pub mod compare;
+pub mod component_power;
 pub mod experiment;
 pub mod export;
 mod flame;

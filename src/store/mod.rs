@@ -19,6 +19,7 @@
 //!   transaction), as exports and reports do while other processes write or delete.
 
 mod baseline;
+mod component_power;
 mod open;
 mod profiler_cost;
 mod queries;
@@ -38,6 +39,7 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 
 pub use baseline::{dynamic_mj, Baseline, NO_BASELINE};
+pub use component_power::{ComponentPower, BACKGROUND};
 pub use profiler_cost::ProfilerCost;
 pub use records::{
     coverage_note, ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord,

@@ -8,7 +8,7 @@
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The tables this crate owns (a database holding other tables is not ours).
-pub const TABLES: [&str; 10] = [
+pub const TABLES: [&str; 11] = [
     "profiling_runs",
     "run_tags",
     "power_samples",
@@ -19,6 +19,7 @@ pub const TABLES: [&str; 10] = [
     "component_rollup",
     "deep_operation_metrics",
     "span_rollup",
+    "component_power",
 ];
 
 /// Columns shared by every timed row: the section's window on the run's monotonic timeline
@@ -42,7 +43,21 @@ macro_rules! timed_columns {
 }
 
 /// Migration `k` takes a database from version `k` to `k + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+
+/// Each component kind's power fitted over a run's windows (`attribution::regression`): one
+/// row per kind, and one for the background (`(background)`).
+const V6: &str = "
+CREATE TABLE component_power (
+    run_id INTEGER NOT NULL REFERENCES profiling_runs(run_id) ON DELETE CASCADE,
+    component TEXT NOT NULL,
+    power_mw REAL NOT NULL,
+    stderr_mw REAL NOT NULL,
+    windows INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    PRIMARY KEY (run_id, component)
+) WITHOUT ROWID;
+";
 
 /// The profiler's own cost over the run: its threads' CPU time together and per thread (a
 /// JSON object), the hot path's estimated time and the calibrated cost of one enter/exit
@@ -448,7 +463,6 @@ mod tests {
         super::super::open::migrate(&c).unwrap();
 
         assert_eq!(q(&c, "PRAGMA user_version"), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 5);
         assert_eq!(
             q(
                 &c,
@@ -471,5 +485,35 @@ mod tests {
             ),
             210
         );
+    }
+
+    #[test]
+    fn v6_adds_an_empty_component_power_table_that_follows_its_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Connection::open(dir.path().join("v5.db")).unwrap();
+        for step in &MIGRATIONS[..5] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 5).unwrap();
+        c.execute(
+            "INSERT INTO profiling_runs (run_id, started_at_ms, crate_version, status)
+             VALUES (1, 0, '0.1.0', 'complete')",
+            [],
+        )
+        .unwrap();
+
+        super::super::open::migrate(&c).unwrap();
+
+        assert_eq!(q(&c, "PRAGMA user_version"), SCHEMA_VERSION);
+        assert_eq!(q(&c, "SELECT COUNT(*) FROM profiling_runs"), 1);
+        assert_eq!(q(&c, "SELECT COUNT(*) FROM component_power"), 0);
+        c.execute(
+            "INSERT INTO component_power VALUES (1, 'mlp', 10000.0, 25.0, 140, 'regression')",
+            [],
+        )
+        .unwrap();
+        c.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM profiling_runs WHERE run_id = 1")
+            .unwrap();
+        assert_eq!(q(&c, "SELECT COUNT(*) FROM component_power"), 0, "cascades");
     }
 }

@@ -13,6 +13,7 @@ mod compare;
 mod db;
 mod experiments;
 mod export;
+mod fit;
 #[cfg(feature = "candle")]
 mod profile_cmd;
 mod spans;
@@ -73,6 +74,9 @@ enum Command {
     /// Two experiments' repeated runs compared: per metric, both intervals, the difference,
     /// and whether it is beyond the intervals.
     CompareExperiments(experiments::CompareExperimentsArgs),
+    /// What each component kind draws while it runs, fitted over a run's power windows
+    /// (non-negative least squares), stored on the run; or why the run cannot tell.
+    Fit(db::RunArgs),
     /// Write a self-contained HTML report of a run.
     Report(export::ReportArgs),
     /// Export a run: Chrome/Perfetto trace, CSV, JSON or folded stacks (flame graphs).
@@ -206,6 +210,7 @@ fn main() -> ExitCode {
         Command::Layers(a) => db::layers(a).map(|()| ExitCode::SUCCESS),
         Command::Hot(a) => db::hot(a).map(|()| ExitCode::SUCCESS),
         Command::Spans(a) => spans::spans(a).map(|()| ExitCode::SUCCESS),
+        Command::Fit(a) => fit::fit(a).map(|()| ExitCode::SUCCESS),
         Command::Search(a) => db::search(a).map(|()| ExitCode::SUCCESS),
         Command::Delete(a) => db::delete(a).map(|()| ExitCode::SUCCESS),
         Command::Compare(a) => compare::compare(a).map(|()| ExitCode::SUCCESS),

@@ -21,6 +21,7 @@
 //! | `components.rs` | `component_metrics`, `component_rollup` | [`ComponentRecord`] |
 //! | `operations.rs` | `deep_operation_metrics` | [`OperationRecord`] |
 //! | `span_rollup.rs` | `span_rollup` | [`SpanRollup`] |
+//! | `component_power.rs` | `component_power` | [`ComponentPower`] |
 //!
 //! [`NewRun`]: super::NewRun
 //! [`RunEnd`]: super::RunEnd
@@ -32,7 +33,9 @@
 //! [`ComponentRecord`]: super::ComponentRecord
 //! [`OperationRecord`]: super::OperationRecord
 //! [`SpanRollup`]: super::SpanRollup
+//! [`ComponentPower`]: super::ComponentPower
 
+pub(crate) mod component_power;
 pub(crate) mod components;
 pub(crate) mod layers;
 pub(crate) mod operations;
@@ -416,6 +419,7 @@ fn described() -> Vec<(&'static str, Vec<(Column, usize)>)> {
         d::<components::ComponentRollup>(),
         d::<operations::Operations>(),
         d::<span_rollup::SpanRollups>(),
+        d::<component_power::ComponentPowers>(),
     ]
 }
 
