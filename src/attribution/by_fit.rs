@@ -38,6 +38,32 @@ pub struct KindInterval {
     pub kind: usize,
 }
 
+/// The seconds each of `kinds` kinds ran in each window: `windows` are `(start_ns,
+/// end_ns)`, in time order and not overlapping; an interval adds its overlap with every
+/// window it touches to its kind (a kind index of `kinds` or more adds nothing). Each
+/// interval finds its first window by binary search.
+pub fn kind_seconds<'a>(
+    windows: &[(u64, u64)],
+    intervals: impl IntoIterator<Item = &'a KindInterval>,
+    kinds: usize,
+) -> Vec<Vec<f64>> {
+    let mut out = vec![vec![0.0; kinds]; windows.len()];
+    for c in intervals {
+        if c.kind >= kinds {
+            continue;
+        }
+        let from = windows.partition_point(|w| w.1 <= c.start_ns);
+        for (seconds, w) in out[from..].iter_mut().zip(&windows[from..]) {
+            if w.0 >= c.end_ns {
+                break;
+            }
+            let ns = c.end_ns.min(w.1).saturating_sub(c.start_ns.max(w.0));
+            seconds[c.kind] += ns as f64 / 1e9;
+        }
+    }
+    out
+}
+
 /// One window as shared by the fit.
 #[derive(Debug, Clone)]
 struct Shared {
@@ -76,20 +102,12 @@ impl FitAttribution {
         for list in &mut intervals {
             list.sort_by_key(|c| c.start_ns);
         }
+        let spans: Vec<(u64, u64)> = samples.iter().map(|s| (s.start_ns, s.end_ns)).collect();
+        let per_window = kind_seconds(&spans, intervals.iter().flatten(), fit.kinds.len());
         let mut background = Vec::with_capacity(samples.len());
         let mut windows = Vec::with_capacity(samples.len());
-        for s in samples {
+        for (s, kind_seconds) in samples.into_iter().zip(per_window) {
             let seconds = s.duration_ns() as f64 / 1e9;
-            let mut kind_seconds = vec![0.0; fit.kinds.len()];
-            for c in intervals.iter().flatten() {
-                let ns = c
-                    .end_ns
-                    .min(s.end_ns)
-                    .saturating_sub(c.start_ns.max(s.start_ns));
-                if let Some(k) = kind_seconds.get_mut(c.kind) {
-                    *k += ns as f64 / 1e9;
-                }
-            }
             let model_mj = fit.idle_mw * seconds
                 + fit
                     .kinds
@@ -332,6 +350,21 @@ mod tests {
         assert!((t0 - scale * (100.0 + 400.0)).abs() < 1e-6, "{t0}");
         assert!((t1 - scale * (100.0 + 100.0)).abs() < 1e-6, "{t1}");
         assert!((t0 + t1 - 1000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn kind_seconds_split_intervals_over_the_windows_they_touch() {
+        let ms = 1_000_000;
+        let windows = [(0, 10 * ms), (10 * ms, 20 * ms), (20 * ms, 30 * ms)];
+        let intervals = [iv(5 * ms, 25 * ms, 0), iv(12 * ms, 14 * ms, 1), iv(0, 1, 7)];
+        let got = kind_seconds(&windows, &intervals, 2);
+        let want = [[0.005, 0.0], [0.010, 0.002], [0.005, 0.0]];
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g[0] - w[0]).abs() < 1e-12 && (g[1] - w[1]).abs() < 1e-12,
+                "{got:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`attribution::regression::fit`](crate::attribution::regression::fit), which says what
 //! each kind draws while it runs, or why the run cannot tell.
 
+use crate::attribution::by_fit::{kind_seconds, KindInterval};
 use crate::attribution::regression::{fit, FitRefused, PowerFit, Window};
 use crate::store::{ComponentPower, ComponentRecord, PowerRow, Row, BACKGROUND};
 
@@ -31,31 +32,26 @@ pub fn windows(
         .filter(|p| p.end_ns > first && p.start_ns < last)
         .collect();
     power.sort_by_key(|p| p.start_ns);
-    let mut windows: Vec<Window> = power
+    let spans: Vec<(u64, u64)> = power.iter().map(|p| (p.start_ns, p.end_ns)).collect();
+    let intervals: Vec<KindInterval> = components
         .iter()
-        .map(|p| Window {
-            energy_mj: p.total_mj,
-            seconds: p.end_ns.saturating_sub(p.start_ns) as f64 / 1e9,
-            kind_seconds: vec![0.0; kinds.len()],
+        .filter_map(|c| {
+            Some(KindInterval {
+                start_ns: c.record.measured.start_ns,
+                end_ns: c.record.measured.end_ns,
+                kind: kinds.iter().position(|k| *k == c.record.component)?,
+            })
         })
         .collect();
-    for c in components {
-        let m = &c.record.measured;
-        let Some(k) = kinds.iter().position(|k| *k == c.record.component) else {
-            continue;
-        };
-        let from = power.partition_point(|p| p.end_ns <= m.start_ns);
-        for (w, p) in windows[from..].iter_mut().zip(&power[from..]) {
-            if p.start_ns >= m.end_ns {
-                break;
-            }
-            let ns = m
-                .end_ns
-                .min(p.end_ns)
-                .saturating_sub(m.start_ns.max(p.start_ns));
-            w.kind_seconds[k] += ns as f64 / 1e9;
-        }
-    }
+    let windows = power
+        .iter()
+        .zip(kind_seconds(&spans, &intervals, kinds.len()))
+        .map(|(p, kind_seconds)| Window {
+            energy_mj: p.total_mj,
+            seconds: p.end_ns.saturating_sub(p.start_ns) as f64 / 1e9,
+            kind_seconds,
+        })
+        .collect();
     (kinds, windows)
 }
 

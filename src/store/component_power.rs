@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::tables::component_power::ComponentPowers;
 use super::tables::{insert_one, read, Sql};
 use super::{RunId, Store};
-use crate::{Error, Result};
+use crate::Result;
 
 /// The component name the background (power drawn whatever runs) is stored under.
 pub const BACKGROUND: &str = "(background)";
@@ -29,13 +29,7 @@ pub struct ComponentPower {
 impl Store {
     /// Replaces the run's component power fit with `rows` (none: the run has no fit).
     pub fn put_component_power(&self, run: RunId, rows: &[ComponentPower]) -> Result<()> {
-        self.flush()?;
-        let mut conn = self.conn.lock();
-        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
-            return Err(Error::ReadOnly {
-                path: self.path.clone(),
-            });
-        }
+        let mut conn = self.writable_conn()?;
         let write = |conn: &mut rusqlite::Connection| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM component_power WHERE run_id = ?1", [run])?;

@@ -333,13 +333,7 @@ impl Store {
     /// Fails with [`Error::ReadOnly`], changing nothing, when this process may only read the
     /// file (or its folder).
     pub fn delete_run(&self, run: RunId) -> Result<bool> {
-        self.flush()?;
-        let conn = self.conn.lock();
-        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
-            return Err(Error::ReadOnly {
-                path: self.path.clone(),
-            });
-        }
+        let conn = self.writable_conn()?;
         let n = conn
             .execute("DELETE FROM profiling_runs WHERE run_id = ?1", [run])
             .map_err(|e| self.err(e))?;
@@ -414,6 +408,20 @@ impl Store {
             }
         }
         result
+    }
+
+    /// The reading connection, for a change made directly (not through the writer
+    /// thread), after the write queue is flushed; [`Error::ReadOnly`] when this process may
+    /// only read the file.
+    fn writable_conn(&self) -> Result<parking_lot::MutexGuard<'_, Connection>> {
+        self.flush()?;
+        let conn = self.conn.lock();
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
+        Ok(conn)
     }
 
     fn mark_dead_runs_incomplete(&self) -> Result<()> {
