@@ -40,22 +40,33 @@ pub fn thread_cpu_ns() -> Option<u64> {
     }
 }
 
-/// The whole process's CPU time so far (user + system of every thread, ns; child
-/// processes not included), `None` where it cannot be read.
-pub fn process_cpu_ns() -> Option<u64> {
+/// The whole process's CPU time so far (user + system of every thread; child processes
+/// not included), from `getrusage(RUSAGE_SELF)`, or the system's error.
+pub fn process_cpu() -> std::io::Result<std::time::Duration> {
     #[cfg(unix)]
     {
         // SAFETY: an all-zero rusage is valid; getrusage only writes into it.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: `ru` is a valid, writable rusage.
-        let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-        (rc == 0).then(|| tv(ru.ru_utime) + tv(ru.ru_stime))
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let tv =
+            |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
+        Ok(tv(ru.ru_utime) + tv(ru.ru_stime))
     }
     #[cfg(not(unix))]
     {
-        None
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "process CPU time is read with getrusage, which this system lacks",
+        ))
     }
+}
+
+/// [`process_cpu`] in nanoseconds, `None` where it cannot be read.
+pub fn process_cpu_ns() -> Option<u64> {
+    process_cpu().ok().map(|d| d.as_nanos() as u64)
 }
 
 /// One thread's CPU time as it last published it (ns). Starts at 0: a thread that has not

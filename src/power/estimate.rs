@@ -214,13 +214,7 @@ impl EstimateSource {
 
 /// CPU seconds used so far by this process (user + system).
 pub fn process_cpu_seconds() -> std::io::Result<f64> {
-    // SAFETY: getrusage writes one rusage struct, which we provide zeroed.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok(tv(ru.ru_utime) + tv(ru.ru_stime))
+    crate::cpu_time::process_cpu().map(|d| d.as_secs_f64())
 }
 
 /// Busy CPU seconds of the whole machine since boot, from `/proc/stat` (Linux).
