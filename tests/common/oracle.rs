@@ -172,11 +172,6 @@ impl Oracle {
             .collect()
     }
 
-    /// The background power (mW).
-    pub fn idle_mw(&self) -> f64 {
-        self.state.lock().unwrap().idle_mw
-    }
-
     /// Records a change of what `thread` runs, stamped now.
     fn change(&self, thread: ThreadId, change: Change) {
         self.in_flight.fetch_add(1, SeqCst);
