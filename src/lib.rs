@@ -52,6 +52,7 @@ pub mod report;
 pub mod stats;
 pub mod store;
 
+pub use attribution::Attribution;
 pub use error::{Error, Result};
 pub use layer::{
     EnergyGuard, EnergyLayer, EnergyLayerBuilder, Overflow, RunReport, SyncPoint, Vocabulary,

@@ -2,9 +2,12 @@
 //! of which component kinds run) under a decode-like workload, through the real layer,
 //! processor and store.
 //!
-//! - The stored windows conserve the oracle's energy (attributed + unattributed = measured).
-//! - The component power fit (`attribution::regression`) over the stored windows and
-//!   component rows recovers each kind's power within 5 %.
+//! - The run is profiled with `.attribution(Attribution::Regression)`: the processor fits
+//!   each kind's power at the run's end, stores the fit, and writes rows whose energy comes
+//!   from it (`energy_method = 'regression'`); conservation holds to 1e-9.
+//! - The stored fit equals a fit over the stored windows and component rows, and each
+//!   stored row's energy equals the fit's share recomputed here; both recover each kind's
+//!   power and total energy within 5 %.
 //! - Time-share attribution (`overlap`, the layer's default) is scored on the same run and
 //!   its error printed: it gives every kind the window's mean power, so it cannot tell
 //!   attention from MLP.
@@ -19,12 +22,12 @@ use common::oracle::{KindTruth, Oracle};
 use tracing::info_span;
 use tracing_energy::attribution::by_fit::{FitAttribution, KindInterval};
 use tracing_energy::attribution::regression::{fit, PowerFit, Window};
-use tracing_energy::attribution::Activity;
+use tracing_energy::attribution::{Activity, EnergyIntegral};
 use tracing_energy::power::SampleBuffer;
 use tracing_energy::power::{DomainEnergy, PowerSample};
 use tracing_energy::report::component_power;
 use tracing_energy::store::{Store, BACKGROUND};
-use tracing_energy::EnergyLayer;
+use tracing_energy::{Attribution, EnergyLayer};
 use tracing_subscriber::prelude::*;
 
 /// Tokens generated: about 1.5 s, 150 windows of 10 ms.
@@ -83,9 +86,9 @@ struct Scored {
     windows: usize,
     truth: Vec<KindTruth>,
     fitted: PowerFit,
-    /// Energy per kind by the fit (`regression`), summed over the kind's rows (mJ).
+    /// Energy per kind as stored (`regression`), summed over the kind's rows (mJ).
     by_fit: Vec<f64>,
-    /// Energy per kind as stored (`overlap`), summed over the kind's rows (mJ).
+    /// Energy per kind by time shares (`overlap`) over the same windows (mJ).
     overlap: BTreeMap<String, f64>,
 }
 
@@ -100,6 +103,7 @@ fn score() -> Scored {
         .custom_source(Box::new(oracle.source()))
         .interval(Duration::from_millis(10))
         .model("oracle")
+        .attribution(Attribution::Regression)
         .build()
         .unwrap();
     let sub = tracing_subscriber::registry()
@@ -126,33 +130,60 @@ fn score() -> Scored {
     let components = store.get_run_components(report.run_id).unwrap();
     let kinds: Vec<String> = KINDS.iter().map(|(k, _)| k.to_string()).collect();
     let (first, last) = common::extent(components.iter().map(|c| &c.record.measured));
-    let windows: Vec<Window> = power
+    let window_of = |p: &tracing_energy::store::PowerRow| {
+        let mut kind_seconds = vec![0.0; kinds.len()];
+        for c in &components {
+            let m = &c.record.measured;
+            let overlap = m
+                .end_ns
+                .min(p.end_ns)
+                .saturating_sub(m.start_ns.max(p.start_ns));
+            if let Some(k) = kinds.iter().position(|k| *k == c.record.component) {
+                kind_seconds[k] += overlap as f64 / 1e9;
+            }
+        }
+        Window {
+            energy_mj: p.total_mj,
+            seconds: (p.end_ns - p.start_ns) as f64 / 1e9,
+            kind_seconds,
+        }
+    };
+    // All stored windows over the components (what `tracing-energy fit` uses), and those
+    // the processor fits: not across the run's start or end.
+    let overlapping = power
         .iter()
-        .filter(|p| p.end_ns > first && p.start_ns < last)
-        .map(|p| {
-            let mut kind_seconds = vec![0.0; kinds.len()];
-            for c in &components {
-                let m = &c.record.measured;
-                let overlap = m
-                    .end_ns
-                    .min(p.end_ns)
-                    .saturating_sub(m.start_ns.max(p.start_ns));
-                if let Some(k) = kinds.iter().position(|k| *k == c.record.component) {
-                    kind_seconds[k] += overlap as f64 / 1e9;
-                }
-            }
-            Window {
-                energy_mj: p.total_mj,
-                seconds: (p.end_ns - p.start_ns) as f64 / 1e9,
-                kind_seconds,
-            }
-        })
+        .filter(|p| p.end_ns > first && p.start_ns < last);
+    let windows: Vec<Window> = overlapping.clone().map(window_of).collect();
+    let in_run: Vec<Window> = overlapping
+        .filter(|p| p.start_ns >= report.start_ns && p.end_ns <= report.end_ns)
+        .map(window_of)
         .collect();
-    let fitted = fit(&kinds, &windows).unwrap_or_else(|e| panic!("fit refused: {e}"));
-    same_as_the_library_and_the_cli(&db, &store, report.run_id, &kinds, &windows, &fitted);
+    let fitted = fit(&kinds, &in_run).unwrap_or_else(|e| panic!("fit refused: {e}"));
+    assert!(
+        report.warnings.iter().all(|w| !w.contains("regression")),
+        "the run fell back: {:?}",
+        report.warnings
+    );
+    // The processor's fit, stored at the run's end, is the same fit.
+    let stored = store.get_component_power(report.run_id).unwrap();
+    assert_eq!(stored.len(), 1 + kinds.len(), "{stored:?}");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+    for row in &stored {
+        let want = match fitted.kinds.iter().find(|k| k.kind == row.component) {
+            Some(k) => k.power_mw,
+            None => fitted.idle_mw,
+        };
+        assert!(close(row.power_mw, want), "{row:?} vs {want}");
+    }
+    assert!(
+        components
+            .iter()
+            .all(|c| c.record.measured.energy_method.as_deref() == Some("regression")),
+        "every component row is attributed by the fit"
+    );
 
-    // The fit's energy per component row (the `regression` method): the window's
-    // background share over the row plus its kind's share, summed per kind.
+    // The fit's energy per component row, recomputed here from the stored windows: the
+    // window's background share over the row plus its kind's share.
     let samples: Vec<PowerSample> = power
         .iter()
         .filter_map(|p| {
@@ -177,14 +208,15 @@ fn score() -> Scored {
             })
         })
         .collect();
+    let activity = [vec![Activity {
+        start_ns: t0,
+        end_ns: t1,
+    }]];
     let (range_start, range_end) = (power[0].start_ns, power[power.len() - 1].end_ns);
     let by_fit_rows = FitAttribution::new(
         &fitted,
         &samples,
-        &[vec![Activity {
-            start_ns: t0,
-            end_ns: t1,
-        }]],
+        &activity,
         &[intervals],
         range_start,
         range_end,
@@ -196,25 +228,33 @@ fn score() -> Scored {
         "conservation under the fit: {whole} + {} != {measured}",
         by_fit_rows.unattributed_mj()
     );
+    let time_shares = EnergyIntegral::new(&samples, &activity, range_start, range_end);
     let mut by_fit = vec![0.0; kinds.len()];
+    let mut overlap: BTreeMap<String, f64> = BTreeMap::new();
     for c in &components {
+        let m = &c.record.measured;
         if let Some(k) = kinds.iter().position(|k| *k == c.record.component) {
-            let m = &c.record.measured;
-            by_fit[k] += by_fit_rows
+            let stored = m.energy_mj.unwrap();
+            let here = by_fit_rows
                 .section(0, m.start_ns, m.end_ns)
                 .total_mj
                 .unwrap();
+            assert!(
+                (stored - here).abs() <= 1e-6 * here.abs().max(1.0),
+                "row {:?}: stored {stored} mJ, the fit gives {here} mJ",
+                c.record.component
+            );
+            by_fit[k] += stored;
         }
+        *overlap.entry(c.record.component.clone()).or_default() += time_shares
+            .section(m.start_ns, m.end_ns)
+            .total_mj
+            .unwrap_or(0.0);
     }
-
-    // Overlap: each kind's stored energy, summed over its rows.
-    let mut overlap: BTreeMap<String, f64> = BTreeMap::new();
-    for c in &components {
-        *overlap.entry(c.record.component.clone()).or_default() +=
-            c.record.measured.energy_mj.unwrap_or(0.0);
-    }
+    let stored_fit = fit(&kinds, &windows).unwrap_or_else(|e| panic!("fit refused: {e}"));
+    same_as_the_library_and_the_cli(&db, &store, report.run_id, &kinds, &windows, &stored_fit);
     Scored {
-        windows: windows.len(),
+        windows: in_run.len(),
         truth,
         fitted,
         by_fit,

@@ -245,3 +245,67 @@ fn a_missing_model_file_says_what_to_do() {
         "{err}"
     );
 }
+
+/// The rows' energy methods, each with its count.
+fn methods(c: &Connection) -> Vec<(Option<String>, i64)> {
+    let mut st = c
+        .prepare(
+            "SELECT energy_method, COUNT(*) FROM (
+               SELECT energy_method FROM tokens UNION ALL
+               SELECT energy_method FROM layer_metrics UNION ALL
+               SELECT energy_method FROM component_metrics UNION ALL
+               SELECT energy_method FROM deep_operation_metrics UNION ALL
+               SELECT energy_method FROM pipeline_sections) GROUP BY 1",
+        )
+        .unwrap();
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+/// `--attribution regression` on the real model, with the estimate and with a replayed M1
+/// capture: the run completes; either the fit is stored and every row is attributed by it,
+/// or the run says why it fell back and every row is attributed by time shares; either way
+/// conservation holds to 1e-9.
+#[test]
+fn regression_attribution_runs_on_the_real_model_and_conserves() {
+    let capture = fixture("m1_macbookpro17-1_macos13.3_22E252_cpu_gpu_thermal_a.plist");
+    for power in [
+        "estimate".to_string(),
+        format!("replay:{}", capture.display()),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("profiles.db");
+        let s = profile(&db, &power, &["--attribution", "regression"]);
+        assert_eq!(s["attribution"], "regression", "{s}");
+        check_run(&db, &s);
+        check_conservation(&db);
+        let c = Connection::open(&db).unwrap();
+        let fitted: i64 = q(&c, "SELECT COUNT(*) FROM component_power");
+        let warnings: Vec<String> = s["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap().to_string())
+            .collect();
+        let fell_back = warnings
+            .iter()
+            .find(|w| w.starts_with("regression attribution refused"));
+        let rows = methods(&c);
+        eprintln!("{power}: fit rows {fitted}, fell back: {fell_back:?}, row methods {rows:?}");
+        match fell_back {
+            Some(why) => {
+                assert_eq!(fitted, 0, "{why}");
+                assert!(why.contains("attributed by overlap"), "{why}");
+                assert_eq!(rows.len(), 1, "{rows:?}");
+                assert_eq!(rows[0].0.as_deref(), Some("overlap"));
+            }
+            None => {
+                // The background and the five component kinds of the candle vocabulary.
+                assert_eq!(fitted, 6, "{warnings:?}");
+                assert_eq!(s["component_power"].as_array().unwrap().len(), 6, "{s}");
+                assert_eq!(rows.len(), 1, "{rows:?}");
+                assert_eq!(rows[0].0.as_deref(), Some("regression"));
+            }
+        }
+    }
+}

@@ -22,7 +22,7 @@
 
 use std::sync::Arc;
 
-use super::regression::PowerFit;
+use super::regression::{PowerFit, Window};
 use super::{Activity, EnergyIntegral, SectionEnergy};
 use crate::power::{Domain, DomainEnergy, PowerSample};
 
@@ -62,6 +62,36 @@ pub fn kind_seconds<'a>(
         }
     }
     out
+}
+
+/// The windows a fit is made over: of the power windows `(start_ns, end_ns, energy_mj)`,
+/// those that overlap the span from the first interval's start to the last's end, in time
+/// order, each with the seconds each of `kinds` kinds ran in it ([`kind_seconds`]). Windows
+/// before the first component or after the last would only tell the background, and
+/// those of a model load or a program's start-up would tell it wrong.
+pub fn fit_windows<'a>(
+    power: &[(u64, u64, f64)],
+    intervals: impl IntoIterator<Item = &'a KindInterval> + Clone,
+    kinds: usize,
+) -> Vec<Window> {
+    let first = intervals.clone().into_iter().map(|c| c.start_ns).min();
+    let last = intervals.clone().into_iter().map(|c| c.end_ns).max();
+    let (Some(first), Some(last)) = (first, last) else {
+        return Vec::new();
+    };
+    let mut power: Vec<&(u64, u64, f64)> =
+        power.iter().filter(|p| p.1 > first && p.0 < last).collect();
+    power.sort_by_key(|p| p.0);
+    let spans: Vec<(u64, u64)> = power.iter().map(|p| (p.0, p.1)).collect();
+    power
+        .iter()
+        .zip(kind_seconds(&spans, intervals, kinds))
+        .map(|(p, kind_seconds)| Window {
+            energy_mj: p.2,
+            seconds: p.1.saturating_sub(p.0) as f64 / 1e9,
+            kind_seconds,
+        })
+        .collect()
 }
 
 /// One window as shared by the fit.

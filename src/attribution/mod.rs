@@ -42,6 +42,7 @@
 //! energy counters only every ~2 s).
 
 pub mod by_fit;
+mod linalg;
 pub mod regression;
 mod stream;
 
@@ -51,6 +52,52 @@ use crate::power::PowerSample;
 
 /// The method name stored with every attributed section.
 pub const METHOD: &str = "overlap";
+
+/// How a run's measured energy is shared between its sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attribution {
+    /// Time shares: at every instant the power is shared equally between the threads with a
+    /// section open (see the module docs). Rows stream to the store as the run goes.
+    #[default]
+    Overlap,
+    /// Component power by regression: at the run's end, each component kind's power is
+    /// fitted over the run's windows ([`regression`]) and every window's energy is shared
+    /// in proportion to it ([`by_fit`]). Rows are written at the run's end (or rotation);
+    /// a run the fit cannot tell apart, or that outgrows the memory budget first, falls
+    /// back to `Overlap` and says why in its warnings.
+    Regression,
+}
+
+impl Attribution {
+    /// The name used on the command line and stored with rows: `overlap` or `regression`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attribution::Overlap => METHOD,
+            Attribution::Regression => regression::METHOD,
+        }
+    }
+}
+
+impl std::fmt::Display for Attribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Attribution {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "overlap" => Ok(Attribution::Overlap),
+            "regression" => Ok(Attribution::Regression),
+            other => Err(format!(
+                "unknown attribution method `{other}`: use `overlap` (time shares, the default) or `regression` (component power fitted over the run's windows)"
+            )),
+        }
+    }
+}
 
 /// Energy of a section: inclusive, per domain, with its uncertainty.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

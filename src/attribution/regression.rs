@@ -35,12 +35,19 @@
 
 use std::fmt;
 
+use super::linalg::{nnls, symmetric_eigen};
+
 /// The method name stored with rows attributed by the fit.
 pub const METHOD: &str = "regression";
 
 /// Condition number of the scaled normal matrix above which the fit is refused: the
 /// unknowns are then not determined by the data to better than about 1e-8 relative.
 pub const MAX_CONDITION: f64 = 1e8;
+
+/// Share of the windows' energy the fit may leave undetermined between the kinds (the
+/// sum over kinds of standard error times time run) before it is refused: 10 %. Past it,
+/// the split between components says more about the noise than about them.
+pub const MAX_UNDETERMINED: f64 = 0.10;
 
 /// One power window: its measured energy and how long each kind ran in it.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +109,14 @@ pub enum FitRefused {
         /// The unknowns that move together (`idle` for the background).
         together: Vec<String>,
     },
+    /// The fit leaves too much of the energy undetermined between the kinds (see
+    /// [`MAX_UNDETERMINED`]).
+    Undetermined {
+        /// The undetermined share of the windows' energy.
+        share: f64,
+        /// The kind that contributes most to it.
+        worst: String,
+    },
     /// A window with a non-finite or negative figure.
     BadWindow {
         /// Its position.
@@ -123,6 +138,11 @@ impl fmt::Display for FitRefused {
                 f,
                 "the mix of components hardly varies between windows (condition number {condition:.1e}; {} move together); profile prefill and decode together, generate more tokens, or sample more often",
                 together.join(", ")
+            ),
+            FitRefused::Undetermined { share, worst } => write!(
+                f,
+                "the windows leave {:.0} % of the energy undetermined between the components (most of it `{worst}`'s, which runs too little or too evenly to be told apart); generate more tokens, profile prefill and decode together, or sample more often",
+                share * 100.0
             ),
             FitRefused::BadWindow { index } => {
                 write!(f, "power window {index} has a negative or non-finite figure")
@@ -257,6 +277,21 @@ pub fn fit(kinds: &[String], windows: &[Window]) -> Result<PowerFit, FitRefused>
         })
         .collect();
     let stderr = |j: usize| (s2 * inverse_diag[j]).max(0.0).sqrt() / scale[j];
+    // Energy the fit could move between kinds: each kind's standard error over its time.
+    let spread: Vec<f64> = (1..p)
+        .map(|j| stderr(j) * rows.iter().map(|r| r[j]).sum::<f64>())
+        .collect();
+    let energy: f64 = windows.iter().map(|w| w.energy_mj).sum();
+    let undetermined: f64 = spread.iter().sum();
+    if undetermined > MAX_UNDETERMINED * energy {
+        let worst = (0..spread.len())
+            .max_by(|&a, &b| spread[a].total_cmp(&spread[b]))
+            .map_or_else(String::new, |k| kinds[k].clone());
+        return Err(FitRefused::Undetermined {
+            share: undetermined / energy.max(f64::MIN_POSITIVE),
+            worst,
+        });
+    }
     Ok(PowerFit {
         idle_mw: x[0],
         idle_stderr_mw: stderr(0),
@@ -272,143 +307,6 @@ pub fn fit(kinds: &[String], windows: &[Window]) -> Result<PowerFit, FitRefused>
         windows: n,
         condition,
     })
-}
-
-/// Non-negative least squares on the normal equations `G x = b` (Lawson and Hanson's
-/// active-set method). `G` is symmetric positive definite (checked by the caller).
-fn nnls(gram: &[Vec<f64>], rhs: &[f64]) -> Vec<f64> {
-    let p = rhs.len();
-    let tol = 1e-12 * rhs.iter().fold(1.0, |m: f64, v| m.max(v.abs()));
-    let mut x = vec![0.0; p];
-    let mut passive = vec![false; p];
-    let gradient = |x: &[f64]| -> Vec<f64> {
-        (0..p)
-            .map(|i| rhs[i] - (0..p).map(|j| gram[i][j] * x[j]).sum::<f64>())
-            .collect()
-    };
-    for _ in 0..3 * p + 10 {
-        let w = gradient(&x);
-        let Some(j) = (0..p)
-            .filter(|&j| !passive[j] && w[j] > tol)
-            .max_by(|&a, &b| w[a].total_cmp(&w[b]))
-        else {
-            break;
-        };
-        passive[j] = true;
-        for _ in 0..3 * p + 10 {
-            let z = solve_on(gram, rhs, &passive);
-            if (0..p).all(|i| !passive[i] || z[i] > 0.0) {
-                x = z;
-                break;
-            }
-            // Step from x towards z until the first passive unknown reaches zero.
-            let alpha = (0..p)
-                .filter(|&i| passive[i] && z[i] <= 0.0)
-                .map(|i| x[i] / (x[i] - z[i]))
-                .fold(1.0, f64::min);
-            for i in 0..p {
-                x[i] += alpha * (z[i] - x[i]);
-                if passive[i] && x[i] <= tol {
-                    x[i] = 0.0;
-                    passive[i] = false;
-                }
-            }
-        }
-    }
-    x
-}
-
-/// Solves `G_PP z_P = b_P` for the passive unknowns (others 0), by Gaussian elimination
-/// with partial pivoting.
-fn solve_on(gram: &[Vec<f64>], rhs: &[f64], passive: &[bool]) -> Vec<f64> {
-    let idx: Vec<usize> = (0..rhs.len()).filter(|&i| passive[i]).collect();
-    let m = idx.len();
-    let mut a: Vec<Vec<f64>> = idx
-        .iter()
-        .map(|&i| {
-            let mut row: Vec<f64> = idx.iter().map(|&j| gram[i][j]).collect();
-            row.push(rhs[i]);
-            row
-        })
-        .collect();
-    for c in 0..m {
-        let pivot = (c..m)
-            .max_by(|&r, &s| a[r][c].abs().total_cmp(&a[s][c].abs()))
-            .unwrap_or(c);
-        a.swap(c, pivot);
-        if a[c][c] == 0.0 {
-            continue;
-        }
-        let pivot_row = a[c].clone();
-        for row in a.iter_mut().skip(c + 1) {
-            let f = row[c] / pivot_row[c];
-            for (x, y) in row[c..].iter_mut().zip(&pivot_row[c..]) {
-                *x -= f * y;
-            }
-        }
-    }
-    let mut z_p = vec![0.0; m];
-    for c in (0..m).rev() {
-        let s: f64 = (c + 1..m).map(|k| a[c][k] * z_p[k]).sum();
-        z_p[c] = if a[c][c] == 0.0 {
-            0.0
-        } else {
-            (a[c][m] - s) / a[c][c]
-        };
-    }
-    let mut z = vec![0.0; rhs.len()];
-    for (k, &i) in idx.iter().enumerate() {
-        z[i] = z_p[k];
-    }
-    z
-}
-
-/// Eigenvalues and eigenvectors (columns) of a small symmetric matrix, by cyclic Jacobi
-/// rotations.
-fn symmetric_eigen(matrix: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let p = matrix.len();
-    let mut a = matrix.to_vec();
-    let mut v: Vec<Vec<f64>> = (0..p)
-        .map(|i| (0..p).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
-        .collect();
-    for _ in 0..100 {
-        let off: f64 = (0..p)
-            .flat_map(|i| (0..p).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i][j] * a[i][j])
-            .sum();
-        if off < 1e-30 {
-            break;
-        }
-        for i in 0..p {
-            for j in i + 1..p {
-                if a[i][j].abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (a[j][j] - a[i][i]) / (2.0 * a[i][j]);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for row in a.iter_mut() {
-                    let (aki, akj) = (row[i], row[j]);
-                    row[i] = c * aki - s * akj;
-                    row[j] = s * aki + c * akj;
-                }
-                let (upper, lower) = a.split_at_mut(j);
-                for (aik, ajk) in upper[i].iter_mut().zip(lower[0].iter_mut()) {
-                    let (x, y) = (*aik, *ajk);
-                    *aik = c * x - s * y;
-                    *ajk = s * x + c * y;
-                }
-                for row in v.iter_mut() {
-                    let (vki, vkj) = (row[i], row[j]);
-                    row[i] = c * vki - s * vkj;
-                    row[j] = s * vki + c * vkj;
-                }
-            }
-        }
-    }
-    ((0..p).map(|i| a[i][i]).collect(), v)
 }
 
 #[cfg(test)]
@@ -528,6 +426,32 @@ mod tests {
     }
 
     #[test]
+    fn a_fit_that_leaves_the_split_to_noise_is_refused() {
+        // Norms run 0.1-0.2 % of each window; window noise (about 2 % of a window's
+        // energy) hides their power: its error bar spans more of the energy than a fit
+        // may leave.
+        let names = kinds(&["attention", "norm"]);
+        let ws: Vec<Window> = (0..12)
+            .map(|w| {
+                let ks = vec![0.01 * (1 + w % 5) as f64, 0.0001 * (1 + w % 2) as f64];
+                let noise = if w % 3 == 0 { 200.0 } else { -100.0 };
+                Window {
+                    energy_mj: 200.0 + 20_000.0 * ks[0] + 5_000.0 * ks[1] + noise,
+                    seconds: 0.1,
+                    kind_seconds: ks,
+                }
+            })
+            .collect();
+        match fit(&names, &ws) {
+            Err(FitRefused::Undetermined { share, worst }) => {
+                assert!(share > MAX_UNDETERMINED, "{share}");
+                assert_eq!(worst, "norm");
+            }
+            other => panic!("expected Undetermined, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn too_few_windows_and_absent_kinds_are_refused() {
         let names = kinds(&["attention", "mlp"]);
         let ws = windows(1.0, &[2.0, 3.0], 0.0);
@@ -578,21 +502,5 @@ mod tests {
         assert!((idle + ks.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         let zero = PowerFit { idle_mw: 0.0, ..f };
         assert_eq!(zero.shares(0.1, &[0.0, 0.0]), None);
-    }
-
-    #[test]
-    fn eigen_decomposition_reconstructs_the_matrix() {
-        let m = vec![
-            vec![4.0, 1.0, 0.5],
-            vec![1.0, 3.0, 0.2],
-            vec![0.5, 0.2, 2.0],
-        ];
-        let (vals, vecs) = symmetric_eigen(&m);
-        for i in 0..3 {
-            for j in 0..3 {
-                let r: f64 = (0..3).map(|k| vecs[i][k] * vals[k] * vecs[j][k]).sum();
-                assert!((r - m[i][j]).abs() < 1e-10, "({i},{j}) {r} vs {}", m[i][j]);
-            }
-        }
     }
 }

@@ -59,6 +59,8 @@ pub struct ProfileOptions {
     /// ([`DEFAULT_BASELINE`] when the source is a sensor, none for the estimate), a zero
     /// duration for none.
     pub baseline: Option<Duration>,
+    /// How the run's energy is shared between its sections.
+    pub attribution: crate::Attribution,
 }
 
 /// The default idle baseline of a profile with a sensor: 2 s. That is 20 windows at the
@@ -123,6 +125,11 @@ pub struct ProfileOutcome {
     /// What profiling cost the process during the run (its threads' CPU time, the hot
     /// path's); `None` with --no-profile.
     pub profiler: Option<crate::store::ProfilerCost>,
+    /// The attribution asked for.
+    pub attribution: crate::Attribution,
+    /// The component power fit the run's rows were attributed by (background first);
+    /// empty under `overlap`, or where the fit was refused (the warnings say why).
+    pub component_power: Vec<crate::store::ComponentPower>,
 }
 
 impl ProfileOutcome {
@@ -208,6 +215,7 @@ pub fn run_with_events(
     let (out, guard) = out;
     on_event(ProfileEvent::Generated);
     let mut summary = outcome_of(&out);
+    summary.attribution = options.attribution;
     let Some(guard) = guard else {
         return Ok(summary);
     };
@@ -243,7 +251,8 @@ pub(super) fn install_layer(
             |n| n.to_string_lossy().into_owned(),
         ))
         .prompt(options.prompt.clone())
-        .tags(options.tags.clone());
+        .tags(options.tags.clone())
+        .attribution(options.attribution);
     if let Some(e) = &options.experiment {
         builder = builder.experiment(e.clone());
     }
@@ -354,6 +363,8 @@ pub(super) fn outcome_of(out: &super::GenerationOutput) -> ProfileOutcome {
         dynamic_prefill_energy_per_prompt_token_mj: None,
         dynamic_decode_energy_per_token_mj: None,
         profiler: None,
+        attribution: crate::Attribution::Overlap,
+        component_power: Vec::new(),
     }
 }
 
@@ -416,6 +427,7 @@ pub(super) fn read_back(
             (!decode.is_empty()).then(|| decode.iter().sum::<f64>() / decode.len() as f64);
     }
     summary.profiler = report.profiler;
+    summary.component_power = store.get_component_power(report.run_id)?;
     summary.baseline = report.baseline;
     summary.dynamic_total_energy_mj = report.dynamic_total_energy_mj;
     summary.power_source = report.power_source.clone();

@@ -207,6 +207,7 @@ pub fn run_repeated(
             report
         };
         let mut outcome = outcome_of(&out);
+        outcome.attribution = options.attribution;
         let id = report.run_id;
         ids.push(id);
         read_back(&mut outcome, report)?;

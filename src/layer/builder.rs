@@ -46,6 +46,7 @@ pub struct EnergyLayerBuilder {
     rotate_every: Option<Duration>,
     finish_wait: Option<Duration>,
     baseline: Option<(Duration, bool)>,
+    attribution: crate::Attribution,
 }
 
 /// The longest the end of a run waits, by default, for the last power sample: twice the
@@ -77,6 +78,7 @@ impl EnergyLayerBuilder {
             rotate_every: None,
             finish_wait: None,
             baseline: None,
+            attribution: crate::Attribution::Overlap,
         }
     }
 
@@ -218,6 +220,19 @@ impl EnergyLayerBuilder {
         self
     }
 
+    /// How the run's energy is shared between its sections (default
+    /// [`Attribution::Overlap`](crate::Attribution::Overlap)). With
+    /// [`Attribution::Regression`](crate::Attribution::Regression) the processor keeps the
+    /// run's records until it ends (or rotates), fits each component kind's power over the
+    /// run's windows, stores the fit in `component_power`, and writes rows whose
+    /// `energy_method` is `regression`; where the fit is refused, or the kept records
+    /// outgrow half the [`memory_budget`](Self::memory_budget), the run falls back to
+    /// `overlap` and says why in its warnings.
+    pub fn attribution(mut self, method: crate::Attribution) -> Self {
+        self.attribution = method;
+        self
+    }
+
     /// Opens the store, starts the sampler and the processor, and creates the run.
     pub fn build(self) -> Result<(EnergyLayer, EnergyGuard)> {
         clock::init();
@@ -300,6 +315,7 @@ impl EnergyLayerBuilder {
             notes,
             finish_wait: self.finish_wait,
             hot_ns_per_pair,
+            attribution: self.attribution,
         })?;
         Ok((
             EnergyLayer {

@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 use super::tables::component_power::ComponentPowers;
 use super::tables::{insert_one, read, Sql};
 use super::{RunId, Store};
+use crate::attribution::regression::PowerFit;
 use crate::Result;
+
+/// The method stored with a fit.
+pub const FIT_METHOD: &str = "regression (non-negative least squares over power windows)";
 
 /// The component name the background (power drawn whatever runs) is stored under.
 pub const BACKGROUND: &str = "(background)";
@@ -24,6 +28,26 @@ pub struct ComponentPower {
     pub windows: u64,
     /// How it was fitted, e.g. `regression (non-negative least squares)`.
     pub method: String,
+}
+
+impl ComponentPower {
+    /// The rows to store for a fit: the background first, then each kind.
+    pub fn of_fit(fit: &PowerFit) -> Vec<ComponentPower> {
+        let row = |component: &str, power_mw: f64, stderr_mw: f64| ComponentPower {
+            component: component.to_string(),
+            power_mw,
+            stderr_mw,
+            windows: fit.windows as u64,
+            method: FIT_METHOD.to_string(),
+        };
+        std::iter::once(row(BACKGROUND, fit.idle_mw, fit.idle_stderr_mw))
+            .chain(
+                fit.kinds
+                    .iter()
+                    .map(|k| row(&k.kind, k.power_mw, k.stderr_mw)),
+            )
+            .collect()
+    }
 }
 
 impl Store {

@@ -39,7 +39,7 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 
 pub use baseline::{dynamic_mj, Baseline, NO_BASELINE};
-pub use component_power::{ComponentPower, BACKGROUND};
+pub use component_power::{ComponentPower, BACKGROUND, FIT_METHOD};
 pub use profiler_cost::ProfilerCost;
 pub use records::{
     coverage_note, ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord,

@@ -55,6 +55,11 @@ pub struct ProfileArgs {
     /// (powermetrics, rapl, nvml, rapl+nvml, replay), none with the estimate or --power none.
     #[arg(long, value_parser = baseline_seconds)]
     pub baseline_s: Option<f64>,
+    /// How energy is shared between sections: overlap (time shares of each power window)
+    /// or regression (each component kind's power fitted over the run's windows; falls
+    /// back to overlap, with a warning, where the windows cannot tell the kinds apart).
+    #[arg(long, default_value = "overlap")]
+    pub attribution: tracing_energy::Attribution,
     /// Tags for the run (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub tags: Vec<String>,
@@ -173,6 +178,7 @@ impl ProfileArgs {
             device,
             sync,
             baseline: self.baseline_s.map(Duration::from_secs_f64),
+            attribution: self.attribution,
         })
     }
 }
@@ -470,6 +476,7 @@ pub fn print_summary(s: &ProfileOutcome) {
     if let Some(cost) = &s.profiler {
         println!("profiler          {}", cost.describe());
     }
+    print_fit(s);
     match (&s.run_id, &s.db) {
         (Some(id), Some(db)) => println!("run {id} in {}", db.display()),
         _ => println!("not profiled (--no-profile)"),
@@ -479,6 +486,31 @@ pub fn print_summary(s: &ProfileOutcome) {
     }
     for w in &s.warnings {
         println!("warning: {w}");
+    }
+}
+
+/// The attribution line, and under `regression` the fitted power of each component kind.
+fn print_fit(s: &ProfileOutcome) {
+    if s.power_source.is_none() {
+        return;
+    }
+    let Some(first) = s.component_power.first() else {
+        let why = match s.attribution {
+            tracing_energy::Attribution::Overlap => "time shares of each power window",
+            tracing_energy::Attribution::Regression => "regression fell back, see the warnings",
+        };
+        println!("attribution       overlap ({why})");
+        return;
+    };
+    println!(
+        "attribution       regression: component power fitted over {} power windows",
+        first.windows
+    );
+    for r in &s.component_power {
+        println!(
+            "  {:<16} {:>9.1} mW ± {:.1}",
+            r.component, r.power_mw, r.stderr_mw
+        );
     }
 }
 

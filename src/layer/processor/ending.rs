@@ -44,7 +44,13 @@ impl Processor {
     /// Ends the current run at `t` and starts the next with `next`'s metadata.
     pub(super) fn rotate(&mut self, t: u64, mut next: NewRun) -> Result<RunReport> {
         self.reach(t);
+        let carried = self.settle(t);
         let report = self.close_run(t, Ending::Complete, None)?;
+        self.fit = None;
+        self.rows.method = crate::attribution::METHOD;
+        if self.attribution == crate::Attribution::Regression {
+            self.deferred = Some(super::Deferred::new(carried));
+        }
         next.power_source = self.run.meta.power_source.clone();
         next.estimated = self.run.meta.estimated;
         next.sample_interval_ms = self.run.meta.sample_interval_ms;
@@ -74,6 +80,7 @@ impl Processor {
         self.intake.drain(&mut self.stream, usize::MAX);
         let end = end_ns.max(self.intake.latest);
         self.advance(end);
+        self.settle(end);
         // Sections inside units that never ended: kept as sections of their own.
         let open: Vec<_> = self.units.drain().flat_map(|(_, v)| v).collect();
         for (r, _) in open {

@@ -89,6 +89,11 @@ impl SourceHealth {
         )
     }
 
+    /// A warning for the run from elsewhere in the processor.
+    pub(super) fn note(&mut self, text: String) {
+        self.warn(text);
+    }
+
     fn warn(&mut self, text: String) {
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(text);

@@ -11,6 +11,7 @@ use crate::layer::hot::{HotRecord, RingEnd, Shared, FLAG_IDLE};
 
 /// A queued record and its time (the end of a section, the instant of an activation or
 /// close; ns). The queue keeps beside it the start of the thread's activity it belongs to.
+#[derive(Clone, Copy)]
 pub(crate) struct Queued {
     pub(crate) record: HotRecord,
     pub(crate) time: u64,

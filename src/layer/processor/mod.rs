@@ -5,6 +5,7 @@
 //! ([`ending`]).
 
 mod cost;
+mod deferred;
 mod ending;
 mod health;
 mod instances;
@@ -21,10 +22,11 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::hot::{HotRecord, SectionRecord, Shared, SpanData, FLAG_IN_UNIT, FLAG_UNIT};
 use super::{Role, RunReport};
-use crate::attribution::{EnergyStream, SectionEnergy};
+use crate::attribution::{Attribution, EnergyStream};
 use crate::power::{SampleBuffer, Sampler, SamplerStatus, SourceId};
 use crate::store::{NewRun, RunId, Store};
 use crate::{clock, Error, Result};
+use deferred::{Deferred, Energies, FitState};
 use health::SourceHealth;
 use instances::Instances;
 use intake::{Intake, Queued};
@@ -47,6 +49,8 @@ pub(crate) struct Setup {
     pub(crate) notes: Vec<String>,
     /// The calibrated cost of one span enter + exit pair (ns), for the run's hot-path cost.
     pub(crate) hot_ns_per_pair: Option<f64>,
+    /// How sections get their energy.
+    pub(crate) attribution: Attribution,
 }
 
 /// How a run ends.
@@ -166,6 +170,13 @@ pub(crate) struct Processor {
     sampler_cpu: Option<crate::cpu_time::CpuTally>,
     /// The calibrated cost of one span enter + exit pair (ns).
     hot_ns_per_pair: Option<f64>,
+    /// How sections get their energy; under `regression`, the current run's kept records
+    /// (see [`deferred`]) until it ends, then its fit while its rows are made.
+    attribution: Attribution,
+    deferred: Option<Deferred>,
+    fit: Option<FitState>,
+    /// Threads with a section open, since when (ns).
+    open_activity: HashMap<u32, u64>,
 }
 
 impl Processor {
@@ -223,6 +234,11 @@ impl Processor {
                     ),
                     sampler_cpu,
                     hot_ns_per_pair: setup.hot_ns_per_pair,
+                    attribution: setup.attribution,
+                    deferred: (setup.attribution == Attribution::Regression)
+                        .then(Deferred::default),
+                    fit: None,
+                    open_activity: HashMap::new(),
                 };
                 p.run(rx)
             })
@@ -295,7 +311,10 @@ impl Processor {
     /// All memory held now (bytes, estimated): also the open span instances (one per span
     /// the program holds open) and the energy function.
     fn memory(&self) -> usize {
-        self.queued_bytes() + self.instances.len() * 320 + self.stream.len() * 112
+        self.queued_bytes()
+            + self.instances.len() * 320
+            + self.stream.len() * 112
+            + self.deferred.as_ref().map_or(0, Deferred::bytes)
     }
 
     /// One round: take records, extend the energy stream as far as samples and records
@@ -334,11 +353,20 @@ impl Processor {
     }
 
     fn after_round(&mut self, force_write: bool) {
+        // Kept records still need their spans' data, and the time shares behind them.
+        let keeping = self.deferred.is_some();
         for serial in self.closed_spans.drain(..) {
-            self.spans.remove(&serial);
+            if !keeping {
+                self.spans.remove(&serial);
+            }
             self.shared.spans.lock().remove(&serial);
         }
-        self.stream.prune(self.intake.horizon());
+        let horizon = self.intake.horizon();
+        self.stream.prune(if keeping {
+            horizon.min(self.run.start_ns)
+        } else {
+            horizon
+        });
         let bytes = self.memory() as u64;
         self.run.peak_bytes = self.run.peak_bytes.max(bytes);
         if force_write || self.rows.len() >= WRITE_ROWS || self.last_write.elapsed() >= WRITE_EVERY
@@ -365,6 +393,9 @@ impl Processor {
         for s in &new {
             self.stream.push_sample(s);
             self.longest_window_ns = self.longest_window_ns.max(s.duration_ns());
+        }
+        if let Some(d) = &mut self.deferred {
+            d.samples(&new);
         }
         if let Some(last) = new.last() {
             self.samples_fed_to = last.end_ns;
@@ -414,12 +445,31 @@ impl Processor {
         Some(d)
     }
 
-    /// A section's energy; the part before the run's start belongs to the previous run.
-    fn energy(stream: &EnergyStream, run_start: u64, s: u64, e: u64) -> SectionEnergy {
-        stream.section(s.max(run_start).min(e), e)
+    /// Where section energies come from now.
+    fn energies(&self) -> Energies<'_> {
+        Energies {
+            stream: &self.stream,
+            fit: self.fit.as_ref(),
+            run_start: self.run.start_ns,
+        }
     }
 
+    /// A record whose time the energy stream covers: turned into rows now, or kept for the
+    /// run's end under `regression`.
     fn process(&mut self, thread: u32, q: Queued) {
+        self.track_activity(thread, &q);
+        if let HotRecord::Section(_) = q.record {
+            self.run.sections += 1;
+        }
+        if self.deferred.is_some() {
+            self.defer(thread, q);
+        } else {
+            self.apply(thread, q);
+        }
+    }
+
+    /// Turns a record into rows (or holds it in its unit until the unit ends).
+    fn apply(&mut self, thread: u32, q: Queued) {
         match q.record {
             HotRecord::Activate { .. } => {}
             HotRecord::Close { serial, .. } => {
@@ -437,7 +487,6 @@ impl Processor {
                 self.closed_spans.push(serial);
             }
             HotRecord::Section(r) => {
-                self.run.sections += 1;
                 if r.flags & FLAG_IN_UNIT != 0 {
                     let data = self.span(r.serial);
                     self.units.entry(thread).or_default().push((r, data));
@@ -459,7 +508,7 @@ impl Processor {
     /// A section outside units: a poll of its span instance.
     fn generic(&mut self, r: &SectionRecord) {
         let (s, e) = times(r);
-        let energy = Self::energy(&self.stream, self.run.start_ns, s, e);
+        let energy = self.energies().section(r.thread, s, e);
         let children = self.children.remove(&(r.thread, r.serial)).unwrap_or(0.0);
         let exclusive = energy.total_mj.map(|t| t - children);
         self.add_to_parent(r, energy.total_mj);
@@ -474,7 +523,11 @@ impl Processor {
         let inside = self.units.remove(&thread).unwrap_or_default();
         let unit = (*r, self.span(r.serial));
         let phase = self.phase_name(unit.1.as_ref(), r.phase);
-        let (stream, run_start) = (&self.stream, self.run.start_ns);
+        let energies = Energies {
+            stream: &self.stream,
+            fit: self.fit.as_ref(),
+            run_start: self.run.start_ns,
+        };
         let tree = Tree::build(&inside, &unit, |(rec, data)| {
             let (s, e) = times(rec);
             Node {
@@ -482,13 +535,13 @@ impl Processor {
                 start: s,
                 end: e,
                 thread: rec.thread,
-                energy: Self::energy(stream, run_start, s, e),
+                energy: energies.section(rec.thread, s, e),
                 children: Vec::new(),
             }
         });
         let token = self.run.next_token;
         self.run.next_token += 1;
-        let energy_of = |a: u64, b: u64| Self::energy(stream, run_start, a, b);
+        let energy_of = |t: u32, a: u64, b: u64| energies.section(t, a, b);
         let energy = Writer {
             tree: &tree,
             token,

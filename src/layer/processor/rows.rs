@@ -11,7 +11,6 @@ use crate::store::{
 };
 
 /// Rows waiting to be handed to the store's writer.
-#[derive(Default)]
 pub(crate) struct Rows {
     pub(crate) tokens: Vec<TokenRecord>,
     pub(crate) layers: Vec<LayerRecord>,
@@ -21,6 +20,24 @@ pub(crate) struct Rows {
     rollup: HashMap<Arc<str>, SpanRollup>,
     /// Exclusive energy of every row pushed since the run began (mJ).
     pub(crate) attributed_mj: f64,
+    /// The method stamped on rows with a known energy when they are written, where it is
+    /// not the default (`overlap`, which [`measured`] sets).
+    pub(crate) method: &'static str,
+}
+
+impl Default for Rows {
+    fn default() -> Rows {
+        Rows {
+            tokens: Vec::new(),
+            layers: Vec::new(),
+            components: Vec::new(),
+            ops: Vec::new(),
+            sections: Vec::new(),
+            rollup: HashMap::new(),
+            attributed_mj: 0.0,
+            method: METHOD,
+        }
+    }
 }
 
 impl Rows {
@@ -64,6 +81,9 @@ impl Rows {
     /// on disk without its layer, component and operation rows.
     pub(crate) fn write(&mut self, store: &Store, run: RunId) {
         use crate::store::Command;
+        if self.method != METHOD {
+            self.stamp();
+        }
         let mut together = Vec::new();
         if !self.tokens.is_empty() {
             together.push(Command::Tokens(run, std::mem::take(&mut self.tokens)));
@@ -88,6 +108,26 @@ impl Rows {
             together.push(Command::SpanRollup(run, rollup));
         }
         store.add_together(together);
+    }
+}
+
+impl Rows {
+    /// Sets the method of every waiting row whose energy is known to `self.method`.
+    fn stamp(&mut self) {
+        let method = self.method;
+        let all = self
+            .tokens
+            .iter_mut()
+            .map(|r| &mut r.measured)
+            .chain(self.layers.iter_mut().map(|r| &mut r.measured))
+            .chain(self.components.iter_mut().map(|r| &mut r.measured))
+            .chain(self.ops.iter_mut().map(|r| &mut r.measured))
+            .chain(self.sections.iter_mut().map(|r| &mut r.measured));
+        for m in all {
+            if m.energy_method.is_some() {
+                m.energy_method = Some(method.to_string());
+            }
+        }
     }
 }
 

@@ -123,8 +123,8 @@ pub(crate) struct Writer<'a> {
     pub(crate) rows: &'a mut Rows,
     pub(crate) instances: &'a mut Instances,
     pub(crate) paths: &'a mut Paths,
-    /// The energy of a stretch of the unit's thread (a grouped layer is no span).
-    pub(crate) energy: &'a dyn Fn(u64, u64) -> SectionEnergy,
+    /// The energy of a stretch of a thread (a grouped layer is no span).
+    pub(crate) energy: &'a dyn Fn(u32, u64, u64) -> SectionEnergy,
 }
 
 fn component_kind(role: &Role, name: &str) -> String {
@@ -276,7 +276,7 @@ impl Writer<'_> {
             None => {
                 let first = &tree.nodes[comps[0].0];
                 let last = &tree.nodes[comps.last().expect("non-empty").0];
-                let en = (self.energy)(first.start, last.end);
+                let en = (self.energy)(first.thread, first.start, last.end);
                 (first.start, last.end, first.thread, en, None)
             }
         };
