@@ -168,6 +168,7 @@ mod tests {
             baseline: None,
             dynamic_total_energy_mj: None,
             profiler: None,
+            run_uuid: None,
         }
     }
 

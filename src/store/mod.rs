@@ -17,13 +17,17 @@
 //!   works, and writing fails at once with [`Error::ReadOnly`] and the fix.
 //! - [`Store::read_snapshot`] reads several queries from one consistent snapshot (one read
 //!   transaction), as exports and reports do while other processes write or delete.
+//! - Every run has a `run_uuid` (a random UUID version 4); [`Store::merge_from`] copies the
+//!   runs of another database (another machine's) that this one does not hold yet, by it.
 
 mod baseline;
 mod component_power;
+mod merge;
 mod open;
 mod profiler_cost;
 mod queries;
 mod records;
+mod run_uuid;
 mod schema;
 mod summary;
 mod tables;
@@ -40,12 +44,14 @@ use rusqlite::Connection;
 
 pub use baseline::{dynamic_mj, Baseline, NO_BASELINE};
 pub use component_power::{ComponentPower, BACKGROUND, FIT_METHOD};
+pub use merge::{MergeReport, TableRows};
 pub use profiler_cost::ProfilerCost;
 pub use records::{
     coverage_note, ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord,
     LayerSummary, Measured, NewRun, OperationRecord, PhaseSummary, PowerRow, Row, Run, RunEnd,
     RunFilter, RunId, RunStatus, RunSummary, SectionRecord, SpanRollup, TokenRecord,
 };
+pub use run_uuid::is_run_uuid;
 pub use schema::SCHEMA_VERSION;
 
 /// The former name of [`SectionRecord`].

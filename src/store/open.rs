@@ -76,6 +76,41 @@ pub(super) fn open_connection(path: &Path, create: bool) -> Result<Connection> {
         cause,
     };
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+    let version = check_ours(&conn, path)?;
+    let read_only = conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true);
+    if version < SCHEMA_VERSION && read_only {
+        return Err(db_err(
+            format!("its schema (version {version}) needs an upgrade, and the file is read-only"),
+            "make the file writable once so that tracing-energy can upgrade it",
+        ));
+    }
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql_err)?;
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql_err)?;
+    if version < SCHEMA_VERSION {
+        migrate(&conn).map_err(sql_err)?;
+    }
+    Ok(conn)
+}
+
+/// Refuses, untouched, a file that is not SQLite, an SQLite database of another program
+/// (no schema version, and tables that are not ours) or one written by a newer
+/// tracing-energy. Returns its schema version (0: no schema yet).
+fn check_ours(conn: &Connection, path: &Path) -> Result<i64> {
+    let db_err = |problem: String, fix: &str| Error::Database {
+        path: path.to_path_buf(),
+        problem,
+        fix: fix.to_string(),
+    };
+    let sql_err = |cause: rusqlite::Error| Error::Sqlite {
+        path: path.to_path_buf(),
+        cause,
+    };
     // Reading the version is the first access to the file's content.
     let version: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {
         Ok(v) => v,
@@ -96,18 +131,11 @@ pub(super) fn open_connection(path: &Path, create: bool) -> Result<Connection> {
         ));
     }
     if version == 0 {
-        let foreign: Vec<String> = {
-            let mut st = conn
-                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-                .map_err(sql_err)?;
-            let names = st
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(sql_err)?;
-            names
-                .filter_map(|n| n.ok())
-                .filter(|n| !schema::TABLES.contains(&n.as_str()))
-                .collect()
-        };
+        let foreign: Vec<String> = table_names(conn)
+            .map_err(sql_err)?
+            .into_iter()
+            .filter(|n| !schema::TABLES.contains(&n.as_str()))
+            .collect();
         if !foreign.is_empty() {
             return Err(db_err(
                 format!(
@@ -118,25 +146,87 @@ pub(super) fn open_connection(path: &Path, create: bool) -> Result<Connection> {
             ));
         }
     }
-    let read_only = conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true);
-    if version < SCHEMA_VERSION && read_only {
+    Ok(version)
+}
+
+/// The names of the database's own tables (not SQLite's).
+fn table_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    )?;
+    let names = st.query_map([], |r| r.get::<_, String>(0))?;
+    names.collect()
+}
+
+/// Checks the database at `path` for a merge, reading it without changing it or creating
+/// anything beside it, and returns the `file:` URI to attach it read-only with. Besides
+/// what every open refuses ([`check_ours`]), a merge refuses a file without the
+/// tracing-energy schema, and one with an older schema: the upgrade gives its runs the
+/// uuids by which a merge knows them, and a merge never changes its source (an upgraded
+/// temporary copy would give them new uuids at every merge).
+pub(super) fn check_merge_source(path: &Path) -> Result<String> {
+    let db_err = |problem: String, fix: &str| Error::Database {
+        path: path.to_path_buf(),
+        problem,
+        fix: fix.to_string(),
+    };
+    if !path.exists() {
+        return Err(db_err("no such file".into(), "check the path"));
+    }
+    if path.is_dir() {
         return Err(db_err(
-            format!("its schema (version {version}) needs an upgrade, and the file is read-only"),
-            "make the file writable once so that tracing-energy can upgrade it",
+            "it is a folder, not a file".into(),
+            "give the path of a database file",
         ));
     }
-    if !read_only {
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql_err)?;
+    let uri = read_only_uri(path);
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(&uri, flags).map_err(|cause| Error::Sqlite {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    let version = check_ours(&conn, path)?;
+    let not_ours = "give the path of a tracing-energy database; this file was not changed";
+    let missing: Vec<&str> = {
+        let names = table_names(&conn).map_err(|cause| Error::Sqlite {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        schema::TABLES
+            .iter()
+            .copied()
+            .filter(|t| !names.iter().any(|n| n == t))
+            .collect()
+    };
+    if version == 0 {
+        return Err(db_err(
+            "it is not a tracing-energy database (an SQLite file without its schema)".into(),
+            not_ours,
+        ));
     }
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(sql_err)?;
+    if version == SCHEMA_VERSION && !missing.is_empty() {
+        return Err(db_err(
+            format!(
+                "it is not a tracing-energy database (schema version {version}, but no table {})",
+                missing.join(", ")
+            ),
+            not_ours,
+        ));
+    }
     if version < SCHEMA_VERSION {
-        migrate(&conn).map_err(sql_err)?;
+        return Err(db_err(
+            format!(
+                "its schema (version {version}) is older than this build's ({SCHEMA_VERSION}), and a merge does not upgrade its sources"
+            ),
+            &format!(
+                "open it once with this version to upgrade it (e.g. `tracing-energy runs --db {}`), then merge again; this file was not changed",
+                path.display()
+            ),
+        ));
     }
-    Ok(conn)
+    Ok(uri)
 }
 
 /// True when this process may change the database at `path`: write the file, and create
@@ -174,13 +264,20 @@ fn side_file(path: &Path, ext: &str) -> PathBuf {
 /// nothing is created or locked (a writer that starts meanwhile is not seen). Where they
 /// exist (a writer is at work, or died), they are read, and nothing is created either.
 fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    Connection::open_with_flags(read_only_uri(path), flags)
+}
+
+/// The `file:` URI that reads `path` as [`open_read_only`] says: `immutable` without a
+/// `-wal` or `-shm` beside it, else read-only (`mode=ro`) through them.
+fn read_only_uri(path: &Path) -> String {
     let wal_empty = std::fs::metadata(side_file(path, "-wal")).map_or(true, |m| m.len() == 0);
     if wal_empty && !side_file(path, "-shm").exists() {
-        let uri = file_uri(path, "immutable=1");
-        Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+        file_uri(path, "immutable=1")
     } else {
-        Connection::open_with_flags(path, flags)
+        file_uri(path, "mode=ro")
     }
 }
 

@@ -225,6 +225,10 @@ pub struct Run {
     /// path's); `None` when not measured (runs recorded before it was, or still running).
     #[serde(default)]
     pub profiler: Option<super::ProfilerCost>,
+    /// The run's universally unique id (a random UUID version 4), the same in every
+    /// database the run is merged into; `None` only for a row inserted by hand.
+    #[serde(default)]
+    pub run_uuid: Option<String>,
 }
 
 impl Run {

@@ -43,7 +43,23 @@ macro_rules! timed_columns {
 }
 
 /// Migration `k` takes a database from version `k` to `k + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+
+/// Every run gets a universally unique id, `run_uuid`, so that a run copied into another
+/// database (`Store::merge_from`) is known there, whatever its `run_id` became: a random
+/// UUID version 4 as lowercase hyphenated text (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`, `y`
+/// one of `89ab`). Existing runs get one here, each from its own `randomblob` calls; new
+/// runs get one when created. Unique where set (NULL only for a row inserted by hand).
+const V7: &str = "
+ALTER TABLE profiling_runs ADD COLUMN run_uuid TEXT;
+UPDATE profiling_runs SET run_uuid =
+    lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' ||
+    substr(lower(hex(randomblob(2))), 2) || '-' ||
+    substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))), 2) ||
+    '-' || lower(hex(randomblob(6)))
+WHERE run_uuid IS NULL;
+CREATE UNIQUE INDEX idx_run_uuid ON profiling_runs(run_uuid) WHERE run_uuid IS NOT NULL;
+";
 
 /// Each component kind's power fitted over a run's windows (`attribution::regression`): one
 /// row per kind, and one for the background (`(background)`).
@@ -515,5 +531,69 @@ mod tests {
         c.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM profiling_runs WHERE run_id = 1")
             .unwrap();
         assert_eq!(q(&c, "SELECT COUNT(*) FROM component_power"), 0, "cascades");
+    }
+
+    /// A version-6 database keeps its runs through V7, each given its own well-formed
+    /// `run_uuid`, and two runs cannot share one afterwards.
+    #[test]
+    fn v7_gives_every_existing_run_its_own_uuid() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Connection::open(dir.path().join("v6.db")).unwrap();
+        for step in &MIGRATIONS[..6] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 6).unwrap();
+        for id in 1..=50 {
+            c.execute(
+                "INSERT INTO profiling_runs (run_id, started_at_ms, crate_version, status,
+                    total_energy_mj)
+                 VALUES (?1, 0, '0.1.0', 'complete', 12.5)",
+                [id],
+            )
+            .unwrap();
+        }
+
+        super::super::open::migrate(&c).unwrap();
+
+        assert_eq!(q(&c, "PRAGMA user_version"), SCHEMA_VERSION);
+        assert_eq!(
+            q(
+                &c,
+                "SELECT COUNT(*) FROM profiling_runs WHERE total_energy_mj = 12.5"
+            ),
+            50
+        );
+        assert_eq!(
+            q(&c, "SELECT COUNT(DISTINCT run_uuid) FROM profiling_runs"),
+            50,
+            "each run its own uuid"
+        );
+        let mut st = c
+            .prepare("SELECT run_uuid FROM profiling_runs ORDER BY run_id")
+            .unwrap();
+        let uuids: Vec<String> = st.query_map([], |r| r.get(0)).unwrap().flatten().collect();
+        assert!(
+            uuids.iter().all(|u| crate::store::is_run_uuid(u)),
+            "{uuids:?}"
+        );
+        assert!(c
+            .execute(
+                "UPDATE profiling_runs SET run_uuid = ?1 WHERE run_id = 2",
+                [&uuids[0]],
+            )
+            .is_err());
+        c.execute_batch(
+            "INSERT INTO profiling_runs (started_at_ms, crate_version) VALUES (0, '0.1.0');
+             INSERT INTO profiling_runs (started_at_ms, crate_version) VALUES (0, '0.1.0');",
+        )
+        .unwrap();
+        assert_eq!(
+            q(
+                &c,
+                "SELECT COUNT(*) FROM profiling_runs WHERE run_uuid IS NULL"
+            ),
+            2,
+            "unique only where set"
+        );
     }
 }

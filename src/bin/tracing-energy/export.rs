@@ -34,7 +34,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// A path as printed: control characters escaped.
-fn shown(path: &Path) -> String {
+pub(crate) fn shown(path: &Path) -> String {
     printable(&path.display().to_string()).into_owned()
 }
 
@@ -133,7 +133,12 @@ fn example(run: RunRef, ext: &str) -> String {
 /// `-wal`, `-shm` and `-journal` files, whatever the path says: relative or absolute,
 /// through `..`, a symbolic link (at the output itself or in its folders) or a hard link.
 /// Checked before the database is opened, so nothing is written.
-fn refuse_database(output: &Path, db: &Path, what: &str, example: &str) -> anyhow::Result<()> {
+pub(crate) fn refuse_database(
+    output: &Path,
+    db: &Path,
+    what: &str,
+    example: &str,
+) -> anyhow::Result<()> {
     let out = resolved(output);
     let out_file = file_id(output);
     let mut bases = vec![normalized(db), resolved(db)];

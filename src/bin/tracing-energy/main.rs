@@ -14,6 +14,7 @@ mod db;
 mod experiments;
 mod export;
 mod fit;
+mod merge;
 #[cfg(feature = "candle")]
 mod profile_cmd;
 mod spans;
@@ -81,6 +82,9 @@ enum Command {
     Report(export::ReportArgs),
     /// Export a run: Chrome/Perfetto trace, CSV, JSON or folded stacks (flame graphs).
     Export(export::ExportArgs),
+    /// Copy the runs of several databases (e.g. one per machine) into one, every row kept
+    /// and run ids renumbered; a run the output holds already is skipped.
+    Merge(merge::MergeArgs),
     /// Profile a llama-family GGUF model (default SmolLM2-135M) generating text.
     #[cfg(feature = "candle")]
     Profile(Box<profile_cmd::ProfileArgs>),
@@ -220,6 +224,7 @@ fn main() -> ExitCode {
         }
         Command::Report(a) => export::report(a).map(|()| ExitCode::SUCCESS),
         Command::Export(a) => export::export(a).map(|()| ExitCode::SUCCESS),
+        Command::Merge(a) => merge::merge(a).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "candle")]
         Command::Profile(args) => profile(args),
     };

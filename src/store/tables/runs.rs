@@ -5,6 +5,7 @@ use rusqlite::Transaction;
 
 use super::{insert_one, Binder, Column, Key, Read, Reader, Table, Write};
 use crate::store::records::{Host, NewRun, Run, RunEnd, RunId, RunStatus};
+use crate::store::run_uuid::new_run_uuid;
 use crate::store::{rfc3339, unix_ms_now};
 use crate::store::{Baseline, ProfilerCost};
 
@@ -59,11 +60,14 @@ impl Table for Runs {
         Column::real("hot_path_ms"),
         Column::real("hot_path_ns_per_pair"),
         Column::real("process_cpu_ms"),
+        // The run's uuid (V7; see `run_uuid.rs`): unique where set, kept when the run is
+        // merged into another database.
+        Column::text("run_uuid"),
     ];
     const TIMED: bool = false;
 }
 
-/// A new run: `running`, owned by this process, nothing ended yet.
+/// A new run: `running`, owned by this process, nothing ended yet, with a new uuid.
 impl Write<NewRun> for Runs {
     fn bind(b: &mut Binder<'_, '_>, m: &NewRun) -> rusqlite::Result<()> {
         b.put(m.started_at_ms.unwrap_or_else(unix_ms_now))?;
@@ -103,7 +107,8 @@ impl Write<NewRun> for Runs {
         b.put(None::<&str>)?; // profiler_threads
         b.put(None::<f64>)?; // hot_path_ms
         b.put(None::<f64>)?; // hot_path_ns_per_pair
-        b.put(None::<f64>) // process_cpu_ms
+        b.put(None::<f64>)?; // process_cpu_ms
+        b.put(new_run_uuid()?)
     }
 }
 
@@ -151,6 +156,7 @@ impl Read for Runs {
             baseline: None,
             dynamic_total_energy_mj: None,
             profiler: None,
+            run_uuid: None,
         };
         let duration_ms: Option<f64> = r.next()?;
         let (cpu_mw, gpu_mw, ane_mw, dram_mw) = (r.next()?, r.next()?, r.next()?, r.next()?);
@@ -170,6 +176,7 @@ impl Read for Runs {
         let threads: Option<String> = r.next()?;
         let (hot_ms, hot_ns, process_ms) = (r.next()?, r.next()?, r.next()?);
         run.profiler = ProfilerCost::from_columns(threads.as_deref(), hot_ms, hot_ns, process_ms);
+        run.run_uuid = r.next()?;
         Ok(run)
     }
 }
