@@ -1,6 +1,6 @@
 //! Section energy under a component power fit: the `regression` method.
 //!
-//! With a [`PowerFit`](super::regression::PowerFit), each window's measured energy `E_w`
+//! With a [`PowerFit`], each window's measured energy `E_w`
 //! (per domain) is split in proportion to the fitted model, `D_w = P_idle t_w + sum_k P_k
 //! t_kw`:
 //!

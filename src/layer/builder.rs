@@ -212,7 +212,7 @@ impl EnergyLayerBuilder {
 
     /// As [`baseline`](Self::baseline), but only when the chosen source is a sensor (with
     /// an estimated source, which has no idle power model, there is no baseline), and, when
-    /// no window has ended within `duration`, waiting up to [`SENSOR_BASELINE_GRACE`] more
+    /// no window has ended within `duration`, waiting up to `SENSOR_BASELINE_GRACE` (10 s) more
     /// for the first. This is what `tracing-energy profile` does by default, where `auto`
     /// may choose either kind of source.
     pub fn sensor_baseline(mut self, duration: Duration) -> Self {
