@@ -38,6 +38,32 @@ pub struct KindInterval {
     pub kind: usize,
 }
 
+/// The component kinds of `rows` (`(kind, start_ns, end_ns)`), in order of first
+/// appearance, and each row as a [`KindInterval`] of its kind, in the order given.
+pub fn kind_intervals<'a>(
+    rows: impl IntoIterator<Item = (&'a str, u64, u64)>,
+) -> (Vec<String>, Vec<KindInterval>) {
+    let mut kinds: Vec<String> = Vec::new();
+    let intervals = rows
+        .into_iter()
+        .map(|(name, start_ns, end_ns)| {
+            let kind = match kinds.iter().position(|k| k == name) {
+                Some(k) => k,
+                None => {
+                    kinds.push(name.to_string());
+                    kinds.len() - 1
+                }
+            };
+            KindInterval {
+                start_ns,
+                end_ns,
+                kind,
+            }
+        })
+        .collect();
+    (kinds, intervals)
+}
+
 /// The seconds each of `kinds` kinds ran in each window: `windows` are `(start_ns,
 /// end_ns)`, in time order and not overlapping; an interval adds its overlap with every
 /// window it touches to its kind (a kind index of `kinds` or more adds nothing). Each

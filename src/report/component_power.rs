@@ -3,9 +3,9 @@
 //! [`attribution::regression::fit`](crate::attribution::regression::fit), which says what
 //! each kind draws while it runs, or why the run cannot tell.
 
-use crate::attribution::by_fit::{fit_windows, KindInterval};
+use crate::attribution::by_fit::{fit_windows, kind_intervals};
 use crate::attribution::regression::{fit, FitRefused, PowerFit, Window};
-use crate::store::{ComponentPower, ComponentRecord, PowerRow, Row};
+use crate::store::{ComponentRecord, PowerRow, Row};
 
 /// The method stored with a fit.
 pub use crate::store::FIT_METHOD as METHOD;
@@ -16,25 +16,13 @@ pub fn windows(
     power: &[PowerRow],
     components: &[Row<ComponentRecord>],
 ) -> (Vec<String>, Vec<Window>) {
-    let mut kinds: Vec<String> = Vec::new();
-    for c in components {
-        if !kinds.contains(&c.record.component) {
-            kinds.push(c.record.component.clone());
-        }
-    }
+    let (kinds, intervals) = kind_intervals(components.iter().map(|c| {
+        let m = &c.record.measured;
+        (c.record.component.as_str(), m.start_ns, m.end_ns)
+    }));
     let power: Vec<(u64, u64, f64)> = power
         .iter()
         .map(|p| (p.start_ns, p.end_ns, p.total_mj))
-        .collect();
-    let intervals: Vec<KindInterval> = components
-        .iter()
-        .filter_map(|c| {
-            Some(KindInterval {
-                start_ns: c.record.measured.start_ns,
-                end_ns: c.record.measured.end_ns,
-                kind: kinds.iter().position(|k| *k == c.record.component)?,
-            })
-        })
         .collect();
     let windows = fit_windows(&power, &intervals, kinds.len());
     (kinds, windows)
@@ -47,9 +35,4 @@ pub fn fit_components(
 ) -> Result<PowerFit, FitRefused> {
     let (kinds, windows) = windows(power, components);
     fit(&kinds, &windows)
-}
-
-/// The rows to store for a fit: the background first, then each kind.
-pub fn rows(fit: &PowerFit) -> Vec<ComponentPower> {
-    ComponentPower::of_fit(fit)
 }

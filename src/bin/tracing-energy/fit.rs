@@ -2,7 +2,7 @@
 //! windows and stored on the run (the `component_power` table).
 
 use serde::Serialize;
-use tracing_energy::report::component_power::{fit_components, rows};
+use tracing_energy::report::component_power::fit_components;
 use tracing_energy::store::ComponentPower;
 
 use crate::db::{json, open, resolve, ListFormat, RunArgs};
@@ -30,7 +30,7 @@ pub fn fit(a: RunArgs) -> anyhow::Result<()> {
         ))
     })?;
     let (fitted, refused) = match fit_components(&power, &components) {
-        Ok(f) => (rows(&f), None),
+        Ok(f) => (ComponentPower::of_fit(&f), None),
         Err(why) => (Vec::new(), Some(why.to_string())),
     };
     store.put_component_power(run, &fitted)?;

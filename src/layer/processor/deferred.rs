@@ -20,12 +20,12 @@ use std::collections::HashMap;
 
 use super::intake::Queued;
 use super::Processor;
-use crate::attribution::by_fit::{fit_windows, FitAttribution, KindInterval};
+use crate::attribution::by_fit::{fit_windows, kind_intervals, FitAttribution, KindInterval};
 use crate::attribution::regression::{self, fit, PowerFit};
 use crate::attribution::{Activity, EnergyStream, SectionEnergy};
 use crate::layer::hot::{HotRecord, FLAG_IDLE};
 use crate::power::PowerSample;
-use crate::store::ComponentPower;
+use crate::store::{ComponentPower, ComponentRecord};
 
 /// Bytes a kept record holds (the record, its time, its thread, its share of the vector).
 const RECORD_BYTES: usize = 64;
@@ -90,14 +90,6 @@ impl Energies<'_> {
             None => self.stream.section(s, e),
         }
     }
-}
-
-/// A component row as the dry replay found it.
-struct Component {
-    kind: String,
-    thread: u32,
-    start_ns: u64,
-    end_ns: u64,
 }
 
 impl Processor {
@@ -250,46 +242,39 @@ impl Processor {
     /// with activity or components in the run.
     fn intervals(
         &self,
-        components: &[Component],
+        components: &[ComponentRecord],
         activity: &HashMap<u32, Vec<Activity>>,
     ) -> (Vec<String>, Vec<Vec<KindInterval>>, Vec<u32>) {
-        let mut kinds: Vec<String> = Vec::new();
+        let (kinds, intervals) = kind_intervals(components.iter().map(|c| {
+            let m = &c.measured;
+            (c.component.as_str(), m.start_ns, m.end_ns)
+        }));
         let mut threads: Vec<u32> = Vec::new();
         let mut per_thread: Vec<Vec<KindInterval>> = Vec::new();
-        for &t in activity.keys().chain(self.open_activity.keys()) {
+        let all_threads = activity.keys().chain(self.open_activity.keys()).copied();
+        let component_threads = components
+            .iter()
+            .map(|c| c.measured.thread_id.unwrap_or(0) as u32);
+        for t in all_threads.chain(component_threads) {
             if !threads.contains(&t) {
                 threads.push(t);
                 per_thread.push(Vec::new());
             }
         }
-        for c in components {
-            let kind = match kinds.iter().position(|k| *k == c.kind) {
-                Some(k) => k,
-                None => {
-                    kinds.push(c.kind.clone());
-                    kinds.len() - 1
-                }
-            };
-            let at = match threads.iter().position(|t| *t == c.thread) {
-                Some(i) => i,
-                None => {
-                    threads.push(c.thread);
-                    per_thread.push(Vec::new());
-                    threads.len() - 1
-                }
-            };
-            per_thread[at].push(KindInterval {
-                start_ns: c.start_ns,
-                end_ns: c.end_ns,
-                kind,
-            });
+        for (c, interval) in components.iter().zip(intervals) {
+            let thread = c.measured.thread_id.unwrap_or(0) as u32;
+            let at = threads
+                .iter()
+                .position(|t| *t == thread)
+                .expect("listed above");
+            per_thread[at].push(interval);
         }
         (kinds, per_thread, threads)
     }
 
     /// Replays `events` into scratch rows and returns their component rows; the
     /// processor's state is left as it was.
-    fn dry_run(&mut self, events: &[(u32, Queued)]) -> Vec<Component> {
+    fn dry_run(&mut self, events: &[(u32, Queued)]) -> Vec<ComponentRecord> {
         let rows = std::mem::take(&mut self.rows);
         let instances = std::mem::take(&mut self.instances);
         let children = std::mem::take(&mut self.children);
@@ -299,15 +284,7 @@ impl Processor {
         for (thread, q) in events {
             self.apply(*thread, *q);
         }
-        let found = std::mem::take(&mut self.rows.components)
-            .into_iter()
-            .map(|c| Component {
-                kind: c.component,
-                thread: c.measured.thread_id.unwrap_or(0) as u32,
-                start_ns: c.measured.start_ns,
-                end_ns: c.measured.end_ns,
-            })
-            .collect();
+        let found = std::mem::take(&mut self.rows.components);
         self.rows = rows;
         self.instances = instances;
         self.children = children;
