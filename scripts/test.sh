@@ -5,7 +5,8 @@
 #
 # Needs: a Rust toolchain, python3 with pip (the fake powermetrics used by the tests; the
 # model fetch), visudo (Debian package `sudo`; macOS has it) for the sudoers setup script's
-# tests, and Chromium (Debian package `chromium`) for the HTML report's browser test.
+# tests, Chromium (Debian package `chromium`) for the HTML report's browser test, and
+# Prometheus (Debian package `prometheus`) for the test that scrapes live metrics with it.
 # On a Debian-like machine where we are root, missing packages are installed with apt-get;
 # elsewhere the tests that need them say loudly that they are skipped.
 set -euo pipefail
@@ -16,6 +17,7 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v visudo >/dev/null 2>&1 || [ -x /usr/sbin/visudo ] || need_apt+=(sudo)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

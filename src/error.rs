@@ -125,6 +125,30 @@ pub enum Error {
     /// A background thread could not be started.
     #[error("could not start a background thread: {0}")]
     Thread(std::io::Error),
+
+    /// The metrics server could not listen on its address.
+    #[error("cannot serve metrics on {addr}: {cause}. Fix: {}", listen_fix(cause))]
+    MetricsListen {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why it could not listen.
+        cause: std::io::Error,
+    },
+}
+
+fn listen_fix(cause: &std::io::Error) -> &'static str {
+    match cause.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another program listens there: choose another port, or port 0 for a free one (e.g. `--metrics-addr 127.0.0.1:0`)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges: choose a port from 1024 up, e.g. 9464"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "the address is not one of this machine's: use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        }
+        _ => "check the address, or use 127.0.0.1:0 for a free local port",
+    }
 }
 
 /// `Result` with this crate's [`Error`].

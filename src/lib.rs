@@ -47,6 +47,7 @@ pub mod cpu_time;
 mod error;
 mod host;
 pub mod layer;
+pub mod metrics;
 pub mod power;
 pub mod report;
 pub mod stats;

@@ -61,6 +61,10 @@ pub struct ProfileOptions {
     pub baseline: Option<Duration>,
     /// How the run's energy is shared between its sections.
     pub attribution: crate::Attribution,
+    /// Serve live Prometheus metrics here while the profile runs (see
+    /// [`crate::metrics`]); port 0 picks a free port, announced by
+    /// [`ProfileEvent::Metrics`].
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The default idle baseline of a profile with a sensor: 2 s. That is 20 windows at the
@@ -160,6 +164,8 @@ pub enum ProfileEvent<'a> {
     Token(&'a str),
     /// The generation ended (the run is finished and read back next).
     Generated,
+    /// Live metrics are served at `http://ADDR/metrics` (before the model loads).
+    Metrics(std::net::SocketAddr),
 }
 
 /// Profiles one generation, streaming the text of each generated token to `on_token`.
@@ -196,6 +202,9 @@ pub fn run_with_events(
 
     // The subscriber goes in before the model is built: candle creates its spans then.
     let guard = install_layer(options, &device)?;
+    if let Some(addr) = guard.as_ref().and_then(crate::EnergyGuard::metrics_addr) {
+        on_event(ProfileEvent::Metrics(addr));
+    }
 
     let generated =
         load_generator(options, &device, interrupt, guard.is_some()).and_then(|mut generator| {
@@ -253,6 +262,9 @@ pub(super) fn install_layer(
         .prompt(options.prompt.clone())
         .tags(options.tags.clone())
         .attribution(options.attribution);
+    if let Some(addr) = options.metrics_addr {
+        builder = builder.metrics_addr(addr);
+    }
     if let Some(e) = &options.experiment {
         builder = builder.experiment(e.clone());
     }

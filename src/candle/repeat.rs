@@ -44,6 +44,9 @@ pub enum RepeatEvent<'a> {
     },
     /// The text of a generated token, as it comes.
     Token(&'a str),
+    /// Live metrics are served at `http://ADDR/metrics` for all the runs (before the
+    /// model loads).
+    Metrics(std::net::SocketAddr),
     /// A measured repetition ended and its run was read back.
     Done {
         /// Its position, from 0.
@@ -127,6 +130,9 @@ pub fn run_repeated(
     let device = options.device.open(0)?;
     let mut guard = install_layer(&setup, &device)?.expect("profiled: no_profile is refused");
     let warmup_run_id = guard.run_id();
+    if let Some(addr) = guard.metrics_addr() {
+        on_event(RepeatEvent::Metrics(addr));
+    }
     let fail = |guard: crate::EnergyGuard, e: super::Error| -> ProfileError {
         let _ = guard.fail(e.to_string());
         e.into()

@@ -8,6 +8,7 @@ use super::guard::EnergyGuard;
 use super::hot::{EnergyLayer, Shared, DEFAULT_WAIT};
 use super::processor::{Processor, Setup};
 use super::{SyncFn, SyncPoint, Vocabulary};
+use crate::metrics::{LiveMetrics, MetricsServer};
 use crate::power::{PowerSource, SampleBuffer, Sampler, SamplerConfig, SourceSpec};
 use crate::store::{NewRun, Store};
 use crate::{clock, Result};
@@ -47,6 +48,7 @@ pub struct EnergyLayerBuilder {
     finish_wait: Option<Duration>,
     baseline: Option<(Duration, bool)>,
     attribution: crate::Attribution,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The longest the end of a run waits, by default, for the last power sample: twice the
@@ -79,6 +81,7 @@ impl EnergyLayerBuilder {
             finish_wait: None,
             baseline: None,
             attribution: crate::Attribution::Overlap,
+            metrics_addr: None,
         }
     }
 
@@ -233,9 +236,29 @@ impl EnergyLayerBuilder {
         self
     }
 
+    /// Serves live Prometheus metrics at `http://ADDR/metrics` for as long as the guard
+    /// lives (see [`crate::metrics`] for the series): power per domain, energy so far,
+    /// energy per span path, tokens and dropped records. Port 0 picks a free port
+    /// ([`EnergyGuard::metrics_addr`] says which). The address is bound by
+    /// [`build`](Self::build), before anything else starts: an address in use is
+    /// [`Error::MetricsListen`](crate::Error::MetricsListen) and no run is created.
+    /// Listen on `127.0.0.1` unless other machines must scrape it.
+    pub fn metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
+        self
+    }
+
     /// Opens the store, starts the sampler and the processor, and creates the run.
     pub fn build(self) -> Result<(EnergyLayer, EnergyGuard)> {
         clock::init();
+        let metrics = match self.metrics_addr {
+            Some(addr) => {
+                let live = Arc::new(LiveMetrics::new());
+                let server = MetricsServer::start(addr, Arc::clone(&live))?;
+                Some((live, server))
+            }
+            None => None,
+        };
         // Once per process, before the sampler starts competing for the core.
         let hot_ns_per_pair = super::calibrate::ns_per_pair();
         let store = match self.store {
@@ -316,12 +339,13 @@ impl EnergyLayerBuilder {
             finish_wait: self.finish_wait,
             hot_ns_per_pair,
             attribution: self.attribution,
+            metrics: metrics.as_ref().map(|(live, _)| Arc::clone(live)),
         })?;
         Ok((
             EnergyLayer {
                 shared: Arc::clone(&shared),
             },
-            EnergyGuard::new(processor, shared, run_id),
+            EnergyGuard::new(processor, shared, run_id, metrics.map(|(_, server)| server)),
         ))
     }
 }

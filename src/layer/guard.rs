@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::hot::Shared;
 use super::processor::{Ending, ProcessorHandle};
 use super::RunReport;
+use crate::metrics::MetricsServer;
 use crate::store::{NewRun, RunId};
 use crate::{Error, Result};
 
@@ -13,15 +14,30 @@ pub struct EnergyGuard {
     processor: Option<ProcessorHandle>,
     shared: Arc<Shared>,
     run_id: RunId,
+    /// The live metrics server, stopped after the last run is written.
+    metrics: Option<MetricsServer>,
 }
 
 impl EnergyGuard {
-    pub(crate) fn new(processor: ProcessorHandle, shared: Arc<Shared>, run_id: RunId) -> Self {
+    pub(crate) fn new(
+        processor: ProcessorHandle,
+        shared: Arc<Shared>,
+        run_id: RunId,
+        metrics: Option<MetricsServer>,
+    ) -> Self {
         EnergyGuard {
             processor: Some(processor),
             shared,
             run_id,
+            metrics,
         }
+    }
+
+    /// Where the live metrics are served
+    /// ([`EnergyLayerBuilder::metrics_addr`](super::EnergyLayerBuilder::metrics_addr)),
+    /// with the port chosen when 0 was asked for; `None` when they are not.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::addr)
     }
 
     /// The run being recorded.
@@ -70,10 +86,14 @@ impl EnergyGuard {
 
     fn finish_inner(&mut self, ending: Ending) -> Result<RunReport> {
         super::hot::end_open_sections(&self.shared);
-        match self.processor.take() {
+        let report = match self.processor.take() {
             Some(p) => p.finish(ending),
             None => Err(already_finished()),
-        }
+        };
+        // The final figures were counted before the processor ended: a last scrape may
+        // have read them; the server stops now.
+        self.metrics = None;
+        report
     }
 }
 

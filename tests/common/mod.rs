@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod gpu;
+pub mod http;
 #[cfg(feature = "candle")]
 pub mod model;
 pub mod oracle;
@@ -11,6 +12,8 @@ pub mod oracle;
 pub mod powercap;
 #[cfg(feature = "candle")]
 pub mod profiled;
+#[cfg(unix)]
+pub mod prometheus;
 pub mod records;
 pub mod tree;
 

@@ -99,6 +99,28 @@ pub struct ProfileArgs {
     /// load's run, tagged `warmup`).
     #[arg(long, default_value_t = 0, requires = "repeat")]
     pub warmup: usize,
+    /// Serve live Prometheus metrics at http://ADDR/metrics while the profile runs (power,
+    /// energy, energy per span path, tokens, dropped records), e.g. 127.0.0.1:9464; port 0
+    /// picks a free one. The address is printed on stderr.
+    #[arg(long, value_parser = socket_addr, conflicts_with = "no_profile")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+fn socket_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("`{text}` is not an address and port: give IP:PORT, e.g. 127.0.0.1:9464 (this machine only) or 0.0.0.0:9464 (every interface)")
+    })
+}
+
+/// Says where the live metrics are served (on stderr, so that `--json` stays one object).
+fn announce_metrics(addr: std::net::SocketAddr) {
+    eprintln!("metrics: http://{addr}/metrics");
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "metrics: listening on {}, reachable from other machines",
+            addr.ip()
+        );
+    }
 }
 
 fn at_least_one_repetition(text: &str) -> Result<usize, String> {
@@ -179,6 +201,7 @@ impl ProfileArgs {
             sync,
             baseline: self.baseline_s.map(Duration::from_secs_f64),
             attribution: self.attribution,
+            metrics_addr: self.metrics_addr,
         })
     }
 }
@@ -262,10 +285,14 @@ pub fn main_profile(args: &ProfileArgs) -> anyhow::Result<ExitCode> {
     }
     let quiet = args.quiet || args.json;
     let outcome = run_with_events(&options, Some(interrupt.flag()), |event| {
+        if let ProfileEvent::Metrics(addr) = event {
+            return announce_metrics(addr);
+        }
         if quiet {
             return;
         }
         match event {
+            ProfileEvent::Metrics(_) => {}
             ProfileEvent::Token(text) => {
                 print!("{}", terminal_safe(text));
                 let _ = std::io::stdout().flush();
@@ -298,6 +325,9 @@ fn main_repeat(
     let quiet = args.quiet || args.json;
     let mut mid_line = false;
     let outcome = run_repeated(options, reps, Some(interrupt.flag()), |event| {
+        if let RepeatEvent::Metrics(addr) = event {
+            return announce_metrics(addr);
+        }
         if args.json {
             return;
         }

@@ -23,6 +23,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::hot::{HotRecord, SectionRecord, Shared, SpanData, FLAG_IN_UNIT, FLAG_UNIT};
 use super::{Role, RunReport};
 use crate::attribution::{Attribution, EnergyStream};
+use crate::metrics::LiveMetrics;
 use crate::power::{SampleBuffer, Sampler, SamplerStatus, SourceId};
 use crate::store::{NewRun, RunId, Store};
 use crate::{clock, Error, Result};
@@ -51,6 +52,8 @@ pub(crate) struct Setup {
     pub(crate) hot_ns_per_pair: Option<f64>,
     /// How sections get their energy.
     pub(crate) attribution: Attribution,
+    /// Live metrics to keep up to date, when they are served.
+    pub(crate) metrics: Option<Arc<LiveMetrics>>,
 }
 
 /// How a run ends.
@@ -177,6 +180,8 @@ pub(crate) struct Processor {
     fit: Option<FitState>,
     /// Threads with a section open, since when (ns).
     open_activity: HashMap<u32, u64>,
+    /// Live metrics to keep up to date, when they are served.
+    metrics: Option<Arc<LiveMetrics>>,
 }
 
 impl Processor {
@@ -239,6 +244,7 @@ impl Processor {
                         .then(Deferred::default),
                     fit: None,
                     open_activity: HashMap::new(),
+                    metrics: setup.metrics,
                 };
                 p.run(rx)
             })
@@ -371,6 +377,10 @@ impl Processor {
         self.run.peak_bytes = self.run.peak_bytes.max(bytes);
         if force_write || self.rows.len() >= WRITE_ROWS || self.last_write.elapsed() >= WRITE_EVERY
         {
+            if let Some(m) = &self.metrics {
+                self.rows.publish(m, self.run.meta.estimated);
+                m.dropped_up_to(self.shared.dropped.load(Ordering::Relaxed));
+            }
             self.rows.write(&self.store, self.run.id);
             self.copy_samples(force_write && self.finishing);
             self.last_write = Instant::now();
@@ -396,6 +406,9 @@ impl Processor {
         }
         if let Some(d) = &mut self.deferred {
             d.samples(&new);
+        }
+        if let Some(m) = &self.metrics {
+            m.samples(&new);
         }
         if let Some(last) = new.last() {
             self.samples_fed_to = last.end_ns;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::attribution::{SectionEnergy, METHOD};
+use crate::metrics::LiveMetrics;
 use crate::store::{
     ComponentRecord, LayerRecord, Measured, OperationRecord, RunId, SectionRecord, SpanRollup,
     Store, TokenRecord,
@@ -76,7 +77,19 @@ impl Rows {
         }
     }
 
-    /// Hands everything waiting to the store's writer (parents' tables first).
+    /// Counts the waiting tokens and each span path's exclusive energy in the live
+    /// metrics (before [`write`](Self::write) hands them on).
+    pub(crate) fn publish(&self, metrics: &LiveMetrics, estimated: bool) {
+        metrics.tokens(self.tokens.len() as u64);
+        for r in self.rollup.values() {
+            // A counter never goes down: rounding can leave an exclusive energy a hair
+            // below 0.
+            if let Some(mj) = r.exclusive_energy_mj.filter(|mj| *mj > 0.0) {
+                metrics.span_energy(&r.path, mj, estimated);
+            }
+        }
+    }
+
     /// Hands the rows to the store, to be committed in one transaction: a token row is never
     /// on disk without its layer, component and operation rows.
     pub(crate) fn write(&mut self, store: &Store, run: RunId) {
