@@ -234,6 +234,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/runs/{id}/power", get(api::power))
         .route("/api/compare", get(api::compare))
         .route("/metrics", get(metrics::metrics))
+        // Browsers ask for it unprompted: nothing, rather than a 404 in their console.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
         .with_state(state)
 }
