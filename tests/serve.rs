@@ -408,3 +408,23 @@ fn a_non_loopback_address_is_announced() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address"), "{err}");
 }
+
+#[test]
+fn a_read_only_store_never_writes() {
+    let (_dir, db, id) = database_with_a_run(Some(5.0));
+    let before = std::fs::read(&db).unwrap();
+    let store = Store::open_read_only(&db).unwrap();
+    assert_eq!(store.get_run(id).unwrap().unwrap().run_id, id);
+    let refused =
+        |r: tracing_energy::Result<_>| matches!(r, Err(tracing_energy::Error::ReadOnly { .. }));
+    assert!(refused(store.delete_run(id).map(|_| ())));
+    assert!(refused(store.create_run(&NewRun::default()).map(|_| ())));
+    assert!(refused(store.finish_run(id, &RunEnd::complete())));
+    drop(store);
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    assert!(Store::open_existing(&db)
+        .unwrap()
+        .get_run(id)
+        .unwrap()
+        .is_some());
+}

@@ -36,7 +36,8 @@ form.inline { display: flex; flex-wrap: wrap; gap: 10px 16px; align-items: end; 
 form.inline label { display: flex; flex-direction: column; font-size: 13px; color: var(--muted); gap: 3px; }
 form.inline input, form.inline select { font: inherit; padding: 4px 6px; border: 1px solid #cbd2dc; border-radius: 6px; background: #fff; min-width: 9em; }
 form.inline button { font: inherit; padding: 5px 14px; border-radius: 6px; border: 1px solid #1d4ed8; background: #1d4ed8; color: #fff; cursor: pointer; }
-td.wrap { max-width: 28em; overflow-wrap: anywhere; }
+td.wrap { max-width: 28em; overflow-wrap: break-word; }
+td.nowrap, .tag { white-space: nowrap; }
 .pager { margin-top: 10px; font-size: 14px; }
 .pager a { margin-right: 16px; }
 .delta-up { color: #9f1d1d; }

@@ -156,9 +156,9 @@ pub fn runs_page(runs: &[Run], query: &RunListQuery, database: &str) -> String {
         ),
         (n, o) => format!("runs {} to {} shown, newest first", o + 1, o + n as u64),
     };
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<header><h1>Runs</h1><p class=\"sub\">{} · {shown}</p></header>\n",
+        "<header><h1>Runs</h1><p class=\"sub\">{} · {shown}</p></header>",
         esc(database)
     );
     filter_form(&mut h, query);
@@ -170,9 +170,9 @@ pub fn runs_page(runs: &[Run], query: &RunListQuery, database: &str) -> String {
 
 fn filter_form(h: &mut String, q: &RunListQuery) {
     let field = |h: &mut String, name: &str, label: &str, value: Option<&str>, hint: &str| {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<label>{label}<input type=\"text\" name=\"{name}\" value=\"{}\" placeholder=\"{}\"></label>\n",
+            "<label>{label}<input type=\"text\" name=\"{name}\" value=\"{}\" placeholder=\"{}\"></label>",
             esc(value.unwrap_or("")),
             esc(hint)
         );
@@ -227,9 +227,9 @@ fn compare_form(h: &mut String, runs: &[Run]) {
     );
     // A is the older of the two newest runs, B the newest: "what changed since".
     for (name, chosen) in [("a", runs[1].run_id), ("b", runs[0].run_id)] {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<label>run {}<select name=\"{name}\" id=\"compare-{name}\">\n",
+            "<label>run {}<select name=\"{name}\" id=\"compare-{name}\">",
             name.to_uppercase()
         );
         for r in runs {
@@ -284,7 +284,7 @@ fn run_table(h: &mut String, runs: &[Run], q: &RunListQuery) {
         };
         let _ = writeln!(
             h,
-            "<tr><td><a class=\"run\" href=\"/runs/{id}\">run {id}</a></td><td>{}</td>\
+            "<tr><td class=\"nowrap\"><a class=\"run\" href=\"/runs/{id}\">run {id}</a></td><td class=\"nowrap\">{}</td>\
              <td><span class=\"badge {status}\">{status}</span></td><td class=\"wrap\">{}</td>\
              <td>{source}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"wrap\">{tags}</td><td class=\"wrap\">{}</td><td>{compare}</td></tr>",
@@ -444,7 +444,7 @@ mod tests {
     fn an_empty_list_says_so() {
         let h = runs_page(&[], &RunListQuery::default(), "p.db");
         assert!(h.contains("no runs yet"));
-        assert!(!h.contains("compare-form"));
+        assert!(!h.contains("id=\"compare-form\""));
         let q = RunListQuery {
             model: Some("m".into()),
             ..RunListQuery::default()
