@@ -1,6 +1,7 @@
 //! `tracing-energy serve` in a real browser: headless Chromium (driven over the DevTools
 //! protocol) clicks from the runs list to a run's report, back, to a compare page by the
-//! compare form and by a "vs run" link, and from there to a report, over two real runs;
+//! compare form and by a "vs run" link, and from there to a report, over two real runs (the
+//! second recorded by `tracing-energy profile` while the server runs);
 //! no console error is logged and no request goes anywhere but the server. The checks are
 //! shown to catch a page that loads an external image or logs an error. Skipped loudly
 //! when /usr/bin/chromium is absent (scripts/test.sh installs it).
@@ -155,8 +156,9 @@ fn clicks_from_the_runs_list_to_a_report_and_to_compare_pages() {
     let db = dir.path().join("browse.db");
     std::fs::copy(&p.db, &db).unwrap();
     let first = p.run;
-    let second = profile_again(&db);
     let s = server::Server::start(&db);
+    // A real profile records into the file while it is served.
+    let second = profile_again(&db);
 
     let browser = Browser::new(LaunchOptions {
         headless: true,
