@@ -29,6 +29,8 @@
 //!   [`folded_stacks`] reads them from the store and says why a run has none.
 //! - [`compare()`] sets two runs' summaries side by side, with the deltas per phase, layer
 //!   and component kind ([`Comparison`]).
+//! - [`pages`] holds the other pages of `tracing-energy serve`: the runs list, two runs
+//!   compared (from a [`Comparison`]) and a message page, as pure functions.
 //! - [`experiment`] gives the statistics of an experiment's repeated runs (mean, standard
 //!   deviation, 95 % interval of decode and prefill energy per token and of tokens/s) and
 //!   compares two experiments.
@@ -72,6 +74,7 @@ mod flame;
 pub mod folded;
 mod format;
 pub mod html;
+pub mod pages;
 mod run_data;
 pub mod trace;
 

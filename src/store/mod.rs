@@ -1,7 +1,8 @@
 //! The SQLite store: one file holds every run, its power samples and its timed rows.
 //!
 //! - [`Store::open`] creates or opens a database; [`Store::open_existing`] refuses to create
-//!   one (for readers). Both check the file first and refuse, untouched, a file that is not
+//!   one (for readers); [`Store::open_read_only`] never changes the file (no upgrade, for
+//!   `serve`). All check the file first and refuse, untouched, a file that is not
 //!   SQLite, an SQLite database of another program, or one written by a newer
 //!   tracing-energy (schema version in `PRAGMA user_version`).
 //! - Writes go through a bounded queue to a writer thread that owns its own connection and
@@ -49,7 +50,7 @@ pub use profiler_cost::ProfilerCost;
 pub use records::{
     coverage_note, ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord,
     LayerSummary, Measured, NewRun, OperationRecord, PhaseSummary, PowerRow, Row, Run, RunEnd,
-    RunFilter, RunId, RunStatus, RunSummary, SectionRecord, SpanRollup, TokenRecord,
+    RunFilter, RunId, RunStatus, RunSummary, SectionRecord, SpanRollup, TokenRecord, TokenTotals,
 };
 pub use run_uuid::is_run_uuid;
 pub use schema::SCHEMA_VERSION;
@@ -76,6 +77,8 @@ pub struct Store {
     writer: OnceCell<WriterHandle>,
     queue_capacity: usize,
     dropped: DropCounts,
+    /// Opened with [`Store::open_read_only`]: no writer thread is ever started.
+    read_only: bool,
 }
 
 struct WriterHandle {
@@ -99,6 +102,24 @@ impl Store {
         Store::open_with(path.as_ref(), false, DEFAULT_QUEUE_CAPACITY)
     }
 
+    /// Opens an existing database only to read it, never changing the file: no schema
+    /// upgrade, no WAL switch, no run marked `incomplete` (a dead run still reads so). A
+    /// file that is not a tracing-energy database with this build's schema is refused
+    /// untouched, with the fix ([`Error::Database`]). Other processes may write the file
+    /// meanwhile: every read sees what they have committed. Writing through this store
+    /// fails with [`Error::ReadOnly`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref();
+        Ok(Store {
+            path: path.to_path_buf(),
+            conn: Mutex::new(open::open_read_only_connection(path)?),
+            writer: OnceCell::new(),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            dropped: DropCounts::default(),
+            read_only: true,
+        })
+    }
+
     /// Like [`Store::open`], with a write queue of `queue_capacity` commands.
     pub fn open_with_queue(path: impl AsRef<Path>, queue_capacity: usize) -> Result<Store> {
         Store::open_with(path.as_ref(), true, queue_capacity.max(1))
@@ -112,6 +133,7 @@ impl Store {
             writer: OnceCell::new(),
             queue_capacity,
             dropped: DropCounts::default(),
+            read_only: false,
         };
         store.mark_dead_runs_incomplete()?;
         Ok(store)
@@ -131,6 +153,11 @@ impl Store {
 
     fn writer(&self) -> Result<&WriterHandle> {
         self.writer.get_or_try_init(|| {
+            if self.read_only {
+                return Err(Error::ReadOnly {
+                    path: self.path.clone(),
+                });
+            }
             let conn = open_connection(&self.path, false)?;
             // A file this process may only read: say so now, not at the first commit.
             if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {

@@ -165,6 +165,45 @@ fn table_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 /// uuids by which a merge knows them, and a merge never changes its source (an upgraded
 /// temporary copy would give them new uuids at every merge).
 pub(super) fn check_merge_source(path: &Path) -> Result<String> {
+    check_current(path, "a merge does not upgrade its sources", "merge again")
+}
+
+/// Opens the database at `path` only to read it, for a process that must never change it
+/// (`tracing-energy serve`): checked first as [`check_current`] says (a file that is not a
+/// tracing-energy database of this build's schema is refused, untouched, with nothing
+/// created beside it), then opened read-only (`mode=ro`). Other processes may write the
+/// file meanwhile (WAL): each read sees what they committed. SQLite creates the `-wal`
+/// and `-shm` files a WAL reader needs where the folder allows; where it does not and they
+/// are absent, the file is opened `immutable` (nothing created; later writes unseen).
+pub(super) fn open_read_only_connection(path: &Path) -> Result<Connection> {
+    check_current(
+        path,
+        "a read-only open does not upgrade it",
+        "open it again",
+    )?;
+    let uri = if may_write(path) {
+        file_uri(path, "mode=ro")
+    } else {
+        read_only_uri(path)
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let sql_err = |cause: rusqlite::Error| Error::Sqlite {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let conn = Connection::open_with_flags(&uri, flags).map_err(sql_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+    Ok(conn)
+}
+
+/// Checks, without changing it or creating anything beside it, that `path` is a
+/// tracing-energy database of this build's schema: besides what every open refuses
+/// ([`check_ours`]), a file without the schema, one that lacks a table, and one with an
+/// older schema (`why_not_older` says why that is not upgraded here, `then` what to do
+/// after upgrading it). Returns the `file:` URI it was read through.
+fn check_current(path: &Path, why_not_older: &str, then: &str) -> Result<String> {
     let db_err = |problem: String, fix: &str| Error::Database {
         path: path.to_path_buf(),
         problem,
@@ -218,10 +257,10 @@ pub(super) fn check_merge_source(path: &Path) -> Result<String> {
     if version < SCHEMA_VERSION {
         return Err(db_err(
             format!(
-                "its schema (version {version}) is older than this build's ({SCHEMA_VERSION}), and a merge does not upgrade its sources"
+                "its schema (version {version}) is older than this build's ({SCHEMA_VERSION}), and {why_not_older}"
             ),
             &format!(
-                "open it once with this version to upgrade it (e.g. `tracing-energy runs --db {}`), then merge again; this file was not changed",
+                "open it once with this version to upgrade it (e.g. `tracing-energy runs --db {}`), then {then}; this file was not changed",
                 path.display()
             ),
         ));

@@ -144,6 +144,28 @@ impl Store {
         })
     }
 
+    /// For every run, per token phase: its tokens and their energy, in one query (for
+    /// `serve`'s `/metrics`), ordered by run and phase.
+    pub fn token_totals(&self) -> Result<Vec<TokenTotals>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare(
+                "SELECT run_id, phase, COUNT(*), SUM(n_tokens), SUM(energy_mj), COUNT(energy_mj)
+                 FROM tokens GROUP BY run_id, phase ORDER BY run_id, phase",
+            )?;
+            let rows = st.query_map([], |r| {
+                let known: i64 = r.get(5)?;
+                Ok(TokenTotals {
+                    run_id: r.get(0)?,
+                    phase: r.get(1)?,
+                    rows: r.get::<_, i64>(2)? as u64,
+                    tokens: r.get::<_, i64>(3)? as u64,
+                    energy_mj: if known > 0 { r.get(4)? } else { None },
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
     /// Runs whose prompt contains `text` (case-insensitive for ASCII), newest first.
     pub fn search_by_prompt(&self, text: &str) -> Result<Vec<Run>> {
         let escaped = text

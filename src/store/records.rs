@@ -595,3 +595,18 @@ pub struct RunSummary {
     /// Power samples.
     pub power_samples: u64,
 }
+
+/// One run's tokens of one phase ([`Store::token_totals`](super::Store::token_totals)).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenTotals {
+    /// The run.
+    pub run_id: RunId,
+    /// The tokens' phase (`prefill`, `decode`, ...).
+    pub phase: String,
+    /// Token rows (a prefill row holds the whole prompt).
+    pub rows: u64,
+    /// Tokens: the sum of the rows' `n_tokens`.
+    pub tokens: u64,
+    /// Their energy (mJ); `None` when no row of them has a known energy.
+    pub energy_mj: Option<f64>,
+}

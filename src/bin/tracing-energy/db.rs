@@ -137,7 +137,8 @@ pub fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_date(text: &str) -> anyhow::Result<i64> {
+/// Unix milliseconds of a date given as YYYY-MM-DD (midnight UTC) or RFC 3339.
+pub(crate) fn parse_date(text: &str) -> anyhow::Result<i64> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(t) = time::OffsetDateTime::parse(text, &Rfc3339) {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);

@@ -17,6 +17,7 @@ mod fit;
 mod merge;
 #[cfg(feature = "candle")]
 mod profile_cmd;
+mod serve;
 mod spans;
 mod summary_text;
 mod table;
@@ -85,6 +86,9 @@ enum Command {
     /// Copy the runs of several databases (e.g. one per machine) into one, every row kept
     /// and run ids renumbered; a run the output holds already is skipped.
     Merge(merge::MergeArgs),
+    /// A local, read-only web app over a database: the runs list, each run's report, two
+    /// runs compared, a JSON API and Prometheus metrics.
+    Serve(serve::ServeArgs),
     /// Profile a llama-family GGUF model (default SmolLM2-135M) generating text.
     #[cfg(feature = "candle")]
     Profile(Box<profile_cmd::ProfileArgs>),
@@ -179,11 +183,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Output into a closed pipe (`tracing-energy runs | head -1`) ends the process quietly,
     // as for other command-line tools, instead of a panic with a backtrace. Not for
-    // `sample` and `profile`: they stop their power source (and finish the run) first.
+    // `sample` and `profile`: they stop their power source (and finish the run) first; nor
+    // for `serve`, whose clients may go away mid-answer.
     #[cfg(feature = "candle")]
-    let keeps_sigpipe = matches!(cli.command, Command::Sample(_) | Command::Profile(_));
+    let keeps_sigpipe = matches!(
+        cli.command,
+        Command::Sample(_) | Command::Profile(_) | Command::Serve(_)
+    );
     #[cfg(not(feature = "candle"))]
-    let keeps_sigpipe = matches!(cli.command, Command::Sample(_));
+    let keeps_sigpipe = matches!(cli.command, Command::Sample(_) | Command::Serve(_));
     if !keeps_sigpipe {
         // SAFETY: restores the default action of one signal, before any thread starts.
         unsafe {
@@ -225,6 +233,7 @@ fn main() -> ExitCode {
         Command::Report(a) => export::report(a).map(|()| ExitCode::SUCCESS),
         Command::Export(a) => export::export(a).map(|()| ExitCode::SUCCESS),
         Command::Merge(a) => merge::merge(a).map(|()| ExitCode::SUCCESS),
+        Command::Serve(a) => serve::serve(a).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "candle")]
         Command::Profile(args) => profile(args),
     };

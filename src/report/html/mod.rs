@@ -106,7 +106,7 @@ struct Page<'a> {
     t_end: u64,
 }
 
-const CSS: &str = r#"
+pub(super) const CSS: &str = r#"
 :root { color-scheme: light; --fg: #1f2937; --muted: #6b7280; --line: #e5e7eb; --bg: #f5f6f8; --card: #ffffff; }
 * { box-sizing: border-box; }
 html { -webkit-text-size-adjust: 100%; }
