@@ -1,7 +1,8 @@
 //! A real Prometheus server (see `common::prometheus`) scrapes a live `profile` of the real
-//! model every second, and the series are read back through Prometheus' own query API:
-//! the power gauge is present and labelled as estimated, the energy counter increases
-//! between scrapes, and the tokens counter counts.
+//! model and a `serve` instance over its database every second, and the series are read
+//! back through Prometheus' own query API: the power gauge is present and labelled as
+//! estimated, the energy counter increases between scrapes, the tokens counter counts; and
+//! once the profile ends, `serve` reports the run's stored energy.
 #![cfg(all(feature = "candle", unix))]
 
 use std::io::{BufRead, BufReader};
@@ -14,6 +15,7 @@ mod common;
 use common::http;
 use common::model::default_model;
 use common::prometheus::{binary, Prometheus};
+use common::serve::Server;
 
 /// Strictly increasing over at least three scrapes.
 fn increases(values: &[f64]) -> bool {
@@ -21,15 +23,14 @@ fn increases(values: &[f64]) -> bool {
 }
 
 #[test]
-fn prometheus_scrapes_a_live_profile() {
-    let Some(prometheus_bin) = binary("prometheus_scrapes_a_live_profile") else {
+fn prometheus_scrapes_a_live_profile_and_serve() {
+    let Some(prometheus_bin) = binary("prometheus_scrapes_a_live_profile_and_serve") else {
         return;
     };
     let model = default_model();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("profiles.db");
     let metrics: SocketAddr = format!("127.0.0.1:{}", http::free_port()).parse().unwrap();
-    let prometheus = Prometheus::start(&prometheus_bin, &[("profile", metrics)]);
 
     // A long answer: the profile is ended by SIGTERM once Prometheus saw enough.
     let mut profile = Command::new(env!("CARGO_BIN_EXE_tracing-energy"))
@@ -61,6 +62,13 @@ fn prometheus_scrapes_a_live_profile() {
     assert_eq!(announced, format!("metrics: http://{metrics}/metrics"));
     // Keep draining stderr so that the profile never blocks on it.
     let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    // The database exists once the metrics are served: serve it too, while it is written.
+    let serve = Server::start(&db);
+    let serve_addr: SocketAddr = serve.url.strip_prefix("http://").unwrap().parse().unwrap();
+    let prometheus = Prometheus::start(
+        &prometheus_bin,
+        &[("profile", metrics), ("serve", serve_addr)],
+    );
 
     let energy = prometheus.wait_for(
         Duration::from_secs(240),
@@ -114,4 +122,28 @@ fn prometheus_scrapes_a_live_profile() {
         .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("interrupted"), "{shown}");
+
+    // `serve` counted the run while it was recorded, and gives its stored energy now.
+    prometheus.wait_for(Duration::from_secs(30), "serve's run count", |p| {
+        p.query("tracing_energy_runs{job=\"serve\"} == 1")
+            .first()
+            .cloned()
+    });
+    let stored = prometheus.wait_for(Duration::from_secs(30), "serve's run energy", |p| {
+        p.query("tracing_energy_run_energy_joules{job=\"serve\"}")
+            .first()
+            .cloned()
+    });
+    let joules: f64 = stored["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(joules > 0.0, "{stored:?}");
+    assert_eq!(stored["metric"]["estimated"], "true", "{stored:?}");
+    // The live counter saw at least the energy the run stored (it counts every window).
+    let live =
+        prometheus.query("max_over_time(tracing_energy_energy_joules_total{job=\"profile\"}[5m])");
+    let live_j: f64 = live[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(
+        live_j <= joules + 1e-6,
+        "live {live_j} J, stored {joules} J"
+    );
+    drop(serve);
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-#[path = "support/serve.rs"]
-mod server;
+
+use common::serve as server;
 
 use server::Server;
 use tracing_energy::store::{NewRun, RunEnd, Store};

@@ -17,8 +17,8 @@ use headless_chrome::protocol::cdp::Network;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 
 mod common;
-#[path = "support/serve.rs"]
-mod server;
+
+use common::serve as server;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 

@@ -15,6 +15,7 @@ pub mod profiled;
 #[cfg(unix)]
 pub mod prometheus;
 pub mod records;
+pub mod serve;
 pub mod tree;
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,6 @@
 //! A `tracing-energy serve` process for the tests: started on a free port (`--addr
 //! 127.0.0.1:0`, the port read back from its `serving http://...` line), killed when
 //! dropped; and plain GET requests to it.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
