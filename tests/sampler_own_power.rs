@@ -141,6 +141,7 @@ fn check_shown(db: &Path, p: &SamplerProcessCost) {
         .lines()
         .find(|l| l.starts_with("powermetrics itself: "))
         .unwrap_or_else(|| panic!("no powermetrics line in:\n{text}"));
+    eprintln!("{line}");
     let mw = p.mean_mw().unwrap();
     assert!(
         line.contains(&format!("{mw:.0} mW"))
