@@ -168,7 +168,11 @@ fn powermetrics_task_and_its_share_of_cpu_energy() {
     )
     .remove(0);
     let r = parse_document(&doc).unwrap();
-    let w = r.sampler_task.unwrap().window(r.energy.cpu, r.elapsed_ns).unwrap();
+    let w = r
+        .sampler_task
+        .unwrap()
+        .window(r.energy.cpu, r.elapsed_ns)
+        .unwrap();
     let mw = w.energy_mj / (w.window_ns as f64 / 1e9);
     assert!((mw - 43.04).abs() < 0.01, "{mw} mW");
 }

@@ -113,7 +113,10 @@ fn check_figure(p: &SamplerProcessCost, docs: &[Vec<u8>]) {
     let cpu_ns: u64 = counted.iter().map(|w| w.1).sum();
     let elapsed_ms = counted.iter().map(|w| w.2).sum::<u64>() as f64 / 1e6;
     let got = p.energy_mj.unwrap();
-    assert!((got - energy).abs() < 1e-6 * energy, "{got} mJ, want {energy}");
+    assert!(
+        (got - energy).abs() < 1e-6 * energy,
+        "{got} mJ, want {energy}"
+    );
     assert_eq!(p.cpu_ms, Some(cpu_ns as f64 / 1e6));
     // Windows are placed back to back by elapsed_ns, shortened only when one arrives early.
     let window_ms = p.window_ms.unwrap();
@@ -128,8 +131,8 @@ fn check_figure(p: &SamplerProcessCost, docs: &[Vec<u8>]) {
 /// What `summary` (text, JSON) and the report show for the latest run.
 fn shown(db: &Path) -> (String, serde_json::Value, String) {
     let text = cli_ok(db, &["summary", "latest"]);
-    let json = serde_json::from_str(&cli_ok(db, &["summary", "latest", "--format", "json"]))
-        .unwrap();
+    let json =
+        serde_json::from_str(&cli_ok(db, &["summary", "latest", "--format", "json"])).unwrap();
     let html_path = db.with_extension("html");
     cli_ok(db, &["report", "latest", "-o", html_path.to_str().unwrap()]);
     (text, json, std::fs::read_to_string(html_path).unwrap())

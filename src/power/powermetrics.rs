@@ -140,17 +140,7 @@ impl PowermetricsSource {
         let ms = interval.as_millis().max(1).to_string();
         let samplers = self.samplers_asked();
         argv.extend(
-            [
-                "--samplers",
-                &samplers,
-                "-i",
-                &ms,
-                "-f",
-                "plist",
-                "-b",
-                "0",
-            ]
-            .map(String::from),
+            ["--samplers", &samplers, "-i", &ms, "-f", "plist", "-b", "0"].map(String::from),
         );
         argv
     }
@@ -349,28 +339,32 @@ fn pump(
             recv(stop) -> _ => return Pumped::Stop,
         };
         match msg {
-            Ok(ReaderMsg::Doc(doc, arrival_ns)) => match parse_document_for(&doc, Some(child_pid))
-            {
-                Ok(reading) => {
-                    let (start, end) = chain.place(reading.elapsed_ns, arrival_ns);
-                    match PowerSample::new(start, end, reading.energy, Arc::clone(name), false) {
-                        Some(sample) => {
-                            // Before the sample: whoever sees it sees its window counted.
-                            if let Some(task) = &reading.sampler_task {
-                                let own = task.window(reading.energy.cpu, sample.duration_ns());
-                                ctx.report_own_process(own);
+            Ok(ReaderMsg::Doc(doc, arrival_ns)) => {
+                match parse_document_for(&doc, Some(child_pid)) {
+                    Ok(reading) => {
+                        let (start, end) = chain.place(reading.elapsed_ns, arrival_ns);
+                        match PowerSample::new(start, end, reading.energy, Arc::clone(name), false)
+                        {
+                            Some(sample) => {
+                                // Before the sample: whoever sees it sees its window counted.
+                                if let Some(task) = &reading.sampler_task {
+                                    let own = task.window(reading.energy.cpu, sample.duration_ns());
+                                    ctx.report_own_process(own);
+                                }
+                                ctx.emit(sample);
+                                *delivered += 1;
                             }
-                            ctx.emit(sample);
-                            *delivered += 1;
+                            None => {
+                                ctx.reject("unusable window", "empty window or non-finite value")
+                            }
                         }
-                        None => ctx.reject("unusable window", "empty window or non-finite value"),
+                    }
+                    Err(problem) => {
+                        chain.break_chain();
+                        ctx.reject(problem.kind(), &problem.to_string());
                     }
                 }
-                Err(problem) => {
-                    chain.break_chain();
-                    ctx.reject(problem.kind(), &problem.to_string());
-                }
-            },
+            }
             Ok(ReaderMsg::Eof { partial }) => return Pumped::Eof { partial },
             Ok(ReaderMsg::Error(e)) => return Pumped::ReadError(e),
             Err(_) => return Pumped::Eof { partial: 0 },

@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::{
-    Availability, PowerSample, PowerSource, SampleBuffer, SamplerProcessTally, SamplerProcessWindow,
-    SourceId,
+    Availability, PowerSample, PowerSource, SampleBuffer, SamplerProcessTally,
+    SamplerProcessWindow, SourceId,
 };
 use crate::{Error, Result};
 

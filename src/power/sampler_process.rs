@@ -80,7 +80,10 @@ pub struct SamplerProcessTally(Arc<Mutex<Option<SamplerProcessTotals>>>);
 impl SamplerProcessTally {
     /// Adds one window (see [`SamplerProcessTotals::add`]).
     pub fn add(&self, window: Option<SamplerProcessWindow>) {
-        self.0.lock().get_or_insert_with(Default::default).add(window);
+        self.0
+            .lock()
+            .get_or_insert_with(Default::default)
+            .add(window);
     }
 
     /// The totals so far; `None` when the source never reported.
@@ -128,7 +131,10 @@ mod tests {
         let end = tally.totals();
         let d = SamplerProcessTally::between(start.as_ref(), end.as_ref()).unwrap();
         assert_eq!((d.windows, d.windows_unknown, d.cpu_ns), (2, 1, 18));
-        assert_eq!((d.energy_mj, d.cpu_energy_mj, d.window_ns), (6.0, 60.0, 200));
+        assert_eq!(
+            (d.energy_mj, d.cpu_energy_mj, d.window_ns),
+            (6.0, 60.0, 200)
+        );
         let whole = SamplerProcessTally::between(None, end.as_ref()).unwrap();
         assert_eq!((whole.windows, whole.energy_mj), (3, 7.0));
         assert_eq!(SamplerProcessTally::between(start.as_ref(), None), None);

@@ -249,7 +249,10 @@ mod tests {
         assert_eq!(back, Some(c));
         assert_eq!(ProfilerCost::from_columns(None, None, None, None), None);
         assert_eq!(ProfilerCost::default().threads_json(), None);
-        assert!(!json.contains("sampler_process"), "absent, as in older runs: {json}");
+        assert!(
+            !json.contains("sampler_process"),
+            "absent, as in older runs: {json}"
+        );
     }
 
     #[test]

@@ -36,10 +36,8 @@ impl CpuMark {
 
 /// The windows between two marks, as stored: `None` when the source never reported.
 fn sampler_process(start: &CpuMark, end: &CpuMark) -> Option<SamplerProcessCost> {
-    let d = SamplerProcessTally::between(
-        start.sampler_process.as_ref(),
-        end.sampler_process.as_ref(),
-    )?;
+    let d =
+        SamplerProcessTally::between(start.sampler_process.as_ref(), end.sampler_process.as_ref())?;
     let known = |v: f64| (d.windows > 0).then_some(v);
     Some(SamplerProcessCost {
         windows: d.windows,
