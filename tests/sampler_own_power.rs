@@ -235,3 +235,60 @@ fn the_flag_goes_with_powermetrics_only() {
         assert!(err.contains("use --power powermetrics"), "{err}");
     }
 }
+
+/// `tracing-energy profile --power powermetrics --powermetrics-tasks` on the real model:
+/// the flag reaches powermetrics, `profile` prints the figure under its profiler line, and
+/// the run stores it.
+#[cfg(feature = "candle")]
+#[test]
+fn profile_with_the_flag_prints_and_stores_it() {
+    let one = independent_docs(&std::fs::read(local_fixture(M4MAX_TASKS)).unwrap()).remove(0);
+    let docs = vec![one; 30];
+    let dir = tempfile::tempdir().unwrap();
+    let capture = capture_of(dir.path(), &docs);
+    let argv_out = dir.path().join("argv");
+    let fake = fake_with_env(
+        dir.path(),
+        &[
+            ("FAKE_POWERMETRICS_CAPTURE", capture.to_str().unwrap()),
+            ("FAKE_POWERMETRICS_ARGV_OUT", argv_out.to_str().unwrap()),
+        ],
+    );
+    let db = dir.path().join("p.db");
+    let model = common::model::default_model();
+    let out = common::cli()
+        .args(["profile", "--db", db.to_str().unwrap(), "--requant", "q8_0"])
+        .args(["--model", model.to_str().unwrap()])
+        .args(["--power", "powermetrics", "--powermetrics-tasks"])
+        .args(["--baseline-s", "0", "--max-tokens", "8", "--quiet"])
+        .env("TRACING_ENERGY_POWERMETRICS", &fake)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let argv = std::fs::read_to_string(argv_out).unwrap();
+    assert!(argv.contains("\ncpu_power,gpu_power,tasks\n"), "{argv}");
+    let json: serde_json::Value =
+        serde_json::from_str(&cli_ok(&db, &["summary", "latest", "--format", "json"])).unwrap();
+    let p: SamplerProcessCost =
+        serde_json::from_value(json["run"]["profiler"]["sampler_process"].clone())
+            .unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert!(p.windows >= 1 && p.windows_unknown == 0, "{p:?}");
+    // Every window is the same document: its figure times the windows.
+    let (energy, cpu_ns, _) = expected_windows(&docs[..1])[0];
+    let got = p.energy_mj.unwrap();
+    let want = energy * p.windows as f64;
+    assert!((got - want).abs() < 1e-6 * want, "{got} mJ, want {want}");
+    assert_eq!(p.cpu_ms, Some((cpu_ns * p.windows) as f64 / 1e6));
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("  powermetrics itself: "))
+        .unwrap_or_else(|| panic!("no powermetrics line in:\n{stdout}"));
+    assert!(lines[at - 1].starts_with("profiler "), "{stdout}");
+    assert!(lines[at].ends_with(&p.describe()), "{stdout}");
+}

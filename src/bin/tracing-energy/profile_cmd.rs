@@ -521,7 +521,7 @@ pub fn print_summary(s: &ProfileOutcome) {
         println!("profiler          {}", cost.describe());
         if let Some(p) = &cost.sampler_process {
             println!(
-                "{:<17} {}",
+                "  {}: {}",
                 tracing_energy::store::SamplerProcessCost::LABEL,
                 p.describe()
             );
