@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProfilerCost {
     /// CPU time of the sampler thread and the helper threads its source runs (ms); `None`
-    /// without a power source. A source's child process (powermetrics) is not counted.
+    /// without a power source. A source's child process (powermetrics) is not counted here
+    /// (see [`sampler_process`](Self::sampler_process)).
     pub sampler_cpu_ms: Option<f64>,
     /// CPU time of the processor thread (attribution, rows) over the run (ms).
     pub processor_cpu_ms: Option<f64>,
