@@ -201,6 +201,62 @@ fn the_29_window_m1_pro_capture_with_coalitions() {
     check_shown(&run.db, &p);
 }
 
+/// A rotation ends one run and starts the next at the same mark: each run stores the
+/// windows that arrived in it, and together they are the whole stream's.
+#[test]
+fn rotated_runs_share_the_windows() {
+    let one = independent_docs(&std::fs::read(local_fixture(M4MAX_TASKS)).unwrap()).remove(0);
+    let docs = vec![one; 4];
+    let dir = tempfile::tempdir().unwrap();
+    let capture = capture_of(dir.path(), &docs);
+    let fake = fake_with_env(
+        dir.path(),
+        &[("FAKE_POWERMETRICS_CAPTURE", capture.to_str().unwrap())],
+    );
+    let buffer = Arc::new(SampleBuffer::new());
+    let (layer, mut guard) = EnergyLayer::builder()
+        .db(dir.path().join("p.db"))
+        .buffer(Arc::clone(&buffer))
+        .custom_source(Box::new(
+            PowermetricsSource::with_program(&fake).tasks(true),
+        ))
+        .interval(Duration::from_millis(125))
+        .build()
+        .unwrap();
+    let arrived = || buffer.overlapping(0, u64::MAX / 2).len();
+    let wait_for = |n: usize| {
+        let give_up = Instant::now() + Duration::from_secs(120);
+        while arrived() < n {
+            assert!(Instant::now() < give_up, "the capture did not arrive");
+            let _s = info_span!("work", phase = "compute").entered();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let sub = tracing_subscriber::registry().with(layer);
+    let (first, second) = tracing::subscriber::with_default(sub, || {
+        wait_for(2);
+        let first = guard.rotate(tracing_energy::store::NewRun::new()).unwrap();
+        wait_for(docs.len());
+        (first, guard.finish().unwrap())
+    });
+    let a = first.profiler.unwrap().sampler_process.expect("first run");
+    let b = second
+        .profiler
+        .unwrap()
+        .sampler_process
+        .expect("second run");
+    assert!(a.windows >= 1 && b.windows >= 1, "{a:?} {b:?}");
+    let n = a.windows + b.windows;
+    assert!(n == 4 || n == 3, "{a:?} {b:?}");
+    let (energy, cpu_ns, _) = expected_windows(&docs[..1])[0];
+    for p in [&a, &b] {
+        let want = energy * p.windows as f64;
+        let got = p.energy_mj.unwrap();
+        assert!((got - want).abs() < 1e-6 * want, "{got} mJ, want {want}");
+        assert_eq!(p.cpu_ms, Some((cpu_ns * p.windows) as f64 / 1e6));
+    }
+}
+
 #[test]
 fn without_a_task_list_the_figure_is_absent() {
     let one = independent_docs(
