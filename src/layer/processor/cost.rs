@@ -4,8 +4,25 @@
 
 use super::Processor;
 use crate::cpu_time::{self, CpuTally};
-use crate::power::{SamplerProcessTally, SamplerProcessTotals};
+use crate::power::{Sampler, SamplerProcessTally, SamplerProcessTotals};
 use crate::store::{ProfilerCost, SamplerProcessCost, Store};
+
+/// What the sampler counts for the profiler's cost, kept by the processor (readable after
+/// the sampler stops): its threads' CPU-time slots and its source's own process.
+#[derive(Debug, Clone)]
+pub(super) struct SamplerTallies {
+    cpu: CpuTally,
+    process: SamplerProcessTally,
+}
+
+impl SamplerTallies {
+    pub(super) fn of(sampler: &Sampler) -> SamplerTallies {
+        SamplerTallies {
+            cpu: sampler.cpu_tally(),
+            process: sampler.process_tally(),
+        }
+    }
+}
 
 /// The clocks at a run's start (ns), subtracted from those at its end.
 #[derive(Debug, Clone, Copy)]
@@ -19,17 +36,13 @@ pub(super) struct CpuMark {
 
 impl CpuMark {
     /// The clocks now. Call it on the processor thread (it reads its own clock).
-    pub(super) fn now(
-        sampler: Option<&CpuTally>,
-        sampler_process: Option<&SamplerProcessTally>,
-        store: &Store,
-    ) -> CpuMark {
+    pub(super) fn now(sampler: Option<&SamplerTallies>, store: &Store) -> CpuMark {
         CpuMark {
-            sampler: sampler.and_then(CpuTally::total_ns),
+            sampler: sampler.and_then(|s| s.cpu.total_ns()),
             processor: cpu_time::thread_cpu_ns(),
             writer: store.writer_cpu_ns(),
             process: cpu_time::process_cpu_ns(),
-            sampler_process: sampler_process.and_then(SamplerProcessTally::totals),
+            sampler_process: sampler.and_then(|s| s.process.totals()),
         }
     }
 }
@@ -60,11 +73,7 @@ impl Processor {
     /// end mark, so call it on the processor thread once the rows are written and flushed
     /// (the writer publishes its clock after each batch).
     pub(super) fn run_cost(&self) -> ProfilerCost {
-        let end = CpuMark::now(
-            self.sampler_cpu.as_ref(),
-            self.sampler_process.as_ref(),
-            &self.store,
-        );
+        let end = CpuMark::now(self.sampler_tallies.as_ref(), &self.store);
         let start = &self.run.cpu;
         let ns = self.hot_ns_per_pair;
         ProfilerCost {
