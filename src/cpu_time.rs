@@ -13,7 +13,8 @@
 //!
 //! Reading the clock is one `clock_gettime` on a background thread per round, never on the
 //! traced threads' hot path. A child process (powermetrics) is not ours: its CPU time is in
-//! neither the sampler's figure nor the process's.
+//! neither the sampler's figure nor the process's (powermetrics' own, where its `tasks`
+//! sampler tells, is stored apart: [`crate::store::SamplerProcessCost`]).
 //!
 //! On platforms without per-thread CPU clocks everything here reads `None`.
 

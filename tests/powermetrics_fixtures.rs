@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::{all_plist_fixtures, expected, independent_docs};
+use common::{all_plist_fixtures, expected, expected_powermetrics_task, independent_docs};
 use tracing_energy::power::plist_stream::{parse_document, DocProblem, PlistSplitter};
+use tracing_energy::power::powermetrics_tasks::SamplerTask;
 
 const CHUNK_SIZES: [usize; 12] = [1, 2, 3, 5, 7, 8, 13, 64, 511, 4096, 65536, usize::MAX];
 
@@ -110,4 +111,82 @@ fn truncated_capture_leaves_the_partial_document_pending() {
     let (docs, pending) = split_in_chunks(&bytes[..cut], 1000);
     assert_eq!(docs.len(), 4);
     assert!(pending > 0);
+}
+
+/// powermetrics' own task in real task lists: found in every document (the flat `tasks[]`
+/// of macOS 26 and the `coalitions[].tasks[]` of `--show-process-coalition`), with its CPU
+/// time and all tasks' as the document says, and the window's figure = that share of the
+/// measured CPU energy, computed here from the document's own numbers.
+#[test]
+fn powermetrics_task_and_its_share_of_cpu_energy() {
+    let mut captures = vec![common::local_fixture(
+        "m4max_mac16-5_macos26.2_25C56_cpu_gpu_thermal_tasks_disk.plist",
+    )];
+    captures.extend(common::shared_fixture(common::M1PRO_29));
+    let mut checked = 0;
+    for path in captures {
+        let (mut energy_mj, mut window_ns) = (0.0, 0u64);
+        for doc in independent_docs(&std::fs::read(&path).unwrap()) {
+            let (own_ns, all_ns) = expected_powermetrics_task(&doc).expect("a powermetrics task");
+            let want = expected(&doc).unwrap();
+            let r = parse_document(&doc).unwrap();
+            assert_eq!(
+                r.sampler_task,
+                Some(SamplerTask::Found {
+                    cpu_ns: own_ns,
+                    all_tasks_cpu_ns: all_ns
+                }),
+                "{}",
+                path.display()
+            );
+            let cpu_mj = want.cpu_mj.unwrap();
+            let w = r
+                .sampler_task
+                .unwrap()
+                .window(r.energy.cpu, want.elapsed_ns)
+                .unwrap();
+            let share = own_ns as f64 / all_ns as f64;
+            assert!((w.energy_mj - share * cpu_mj).abs() < 1e-9);
+            assert_eq!((w.cpu_ns, w.cpu_energy_mj), (own_ns, cpu_mj));
+            assert!(share > 0.01 && share < 0.5, "share {share}");
+            energy_mj += share * cpu_mj;
+            window_ns += want.elapsed_ns;
+            checked += 1;
+        }
+        let mw = energy_mj / (window_ns as f64 / 1e9);
+        eprintln!("{}: powermetrics itself {mw:.1} mW", path.display());
+        assert!(mw > 1.0 && mw < 2_000.0, "{mw} mW");
+    }
+    assert!(checked >= 1);
+    // The single M4 Max document, by hand: 22,811,666 of 1,578,744,583 ns of CPU time,
+    // 3,049 mJ of CPU energy over 1,023,685,416 ns.
+    let doc = independent_docs(
+        &std::fs::read(common::local_fixture(
+            "m4max_mac16-5_macos26.2_25C56_cpu_gpu_thermal_tasks_disk.plist",
+        ))
+        .unwrap(),
+    )
+    .remove(0);
+    let r = parse_document(&doc).unwrap();
+    let w = r
+        .sampler_task
+        .unwrap()
+        .window(r.energy.cpu, r.elapsed_ns)
+        .unwrap();
+    let mw = w.energy_mj / (w.window_ns as f64 / 1e9);
+    assert!((mw - 43.04).abs() < 0.01, "{mw} mW");
+}
+
+/// A capture without the `tasks` sampler tells nothing about powermetrics itself.
+#[test]
+fn no_task_list_no_figure() {
+    for name in [
+        "m2ultra_mac14-14_macos14.4_23E224_cpu_gpu_thermal.plist",
+        common::M4PRO_GPU_5,
+    ] {
+        let bytes = std::fs::read(common::local_fixture(name)).unwrap();
+        for doc in independent_docs(&bytes) {
+            assert_eq!(parse_document(&doc).unwrap().sampler_task, None, "{name}");
+        }
+    }
 }

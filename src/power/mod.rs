@@ -24,10 +24,12 @@ pub mod nvml;
 pub mod plist_stream;
 pub mod polled;
 pub mod powermetrics;
+pub mod powermetrics_tasks;
 mod probe;
 pub mod rapl;
 pub mod replay;
 mod sampler;
+mod sampler_process;
 mod spec;
 pub mod tdp;
 
@@ -42,6 +44,7 @@ pub use powermetrics::PowermetricsSource;
 pub use probe::{probe, Probed, PROBE_INTERVAL, PROBE_TIMEOUT};
 pub use replay::ReplaySource;
 pub use sampler::{Sampler, SamplerConfig, SamplerReport, SamplerStatus, SourceContext, SourceEnd};
+pub use sampler_process::{SamplerProcessTally, SamplerProcessTotals, SamplerProcessWindow};
 pub use spec::{Chosen, SourceSpec};
 pub use tdp::{CpuWatts, WattsOrigin};
 

@@ -10,6 +10,7 @@
 use memchr::memmem;
 use plist::{Dictionary, Value};
 
+use super::powermetrics_tasks::SamplerTask;
 use super::DomainEnergy;
 
 const END_TAG: &[u8] = b"</plist>";
@@ -86,6 +87,9 @@ pub struct Reading {
     pub hw_model: Option<String>,
     /// The macOS build (`kern_osversion`), e.g. `23E224`.
     pub os_build: Option<String>,
+    /// The sampler's own task, from the `tasks` sampler's list; `None` when the document
+    /// lists no tasks (see [`SamplerTask`]).
+    pub sampler_task: Option<SamplerTask>,
 }
 
 /// Why a document could not be used.
@@ -133,7 +137,16 @@ impl DocProblem {
 /// - ANE: `processor.ane_energy`, else `processor.ane_power`.
 /// - DRAM: `processor.dram_energy`, else `processor.dram_power` (macOS 12 and earlier
 ///   only; newer macOS does not measure DRAM, so it stays `None`).
+///
+/// A task list (the `tasks` sampler) is read as [`parse_document_for`] does without a
+/// process id.
 pub fn parse_document(doc: &[u8]) -> Result<Reading, DocProblem> {
+    parse_document_for(doc, None)
+}
+
+/// [`parse_document`], finding the sampler's own task in a task list with the id of the
+/// process we spawned (`child_pid`; see [`SamplerTask::from_document`]).
+pub fn parse_document_for(doc: &[u8], child_pid: Option<u32>) -> Result<Reading, DocProblem> {
     let value = Value::from_reader_xml(doc).map_err(|e| DocProblem::Malformed(e.to_string()))?;
     let root = value.as_dictionary().ok_or(DocProblem::NotADictionary)?;
     let elapsed_ns = match root.get("elapsed_ns") {
@@ -175,6 +188,7 @@ pub fn parse_document(doc: &[u8]) -> Result<Reading, DocProblem> {
         energy,
         hw_model: text("hw_model"),
         os_build: text("kern_osversion"),
+        sampler_task: SamplerTask::from_document(root, child_pid),
     })
 }
 

@@ -10,6 +10,12 @@
 //! - windows are chained back to back by `elapsed_ns` from a monotonic anchor (see
 //!   `chain.rs`), because powermetrics' own timestamps have 1-second resolution.
 //!
+//! With [`PowermetricsSource::tasks`] it also asks for the `tasks` sampler, whose per-task
+//! CPU times tell powermetrics' own share of each window: its estimated power (CPU-time
+//! share x measured CPU energy) is reported with every window
+//! ([`SourceContext::report_own_process`]; see `powermetrics_tasks.rs`). Off by default: the
+//! task list makes each document about 20 times larger to write and to parse.
+//!
 //! The environment variable `TRACING_ENERGY_POWERMETRICS` replaces the executable's path
 //! (for a powermetrics elsewhere, or a test double).
 
@@ -26,7 +32,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use parking_lot::Mutex;
 
 use super::chain::WindowChain;
-use super::plist_stream::{parse_document, PlistSplitter};
+use super::plist_stream::{parse_document_for, PlistSplitter};
 use super::{Availability, PowerSample, PowerSource, SourceContext, SourceEnd};
 use crate::{clock, Error, Result};
 
@@ -36,6 +42,8 @@ pub const DEFAULT_PATH: &str = "/usr/bin/powermetrics";
 pub const PATH_ENV: &str = "TRACING_ENERGY_POWERMETRICS";
 /// The samplers asked for by default.
 pub const DEFAULT_SAMPLERS: &str = "cpu_power,gpu_power";
+/// The sampler that lists every task with its CPU time (see [`PowermetricsSource::tasks`]).
+pub const TASKS_SAMPLER: &str = "tasks";
 
 /// The most bytes one document may take before the output is taken as not plist.
 const MAX_DOCUMENT_BYTES: usize = 64 << 20;
@@ -50,6 +58,7 @@ pub struct PowermetricsSource {
     program: PathBuf,
     overridden: bool,
     samplers: String,
+    tasks: bool,
 }
 
 impl Default for PowermetricsSource {
@@ -66,11 +75,13 @@ impl PowermetricsSource {
                 program: PathBuf::from(p),
                 overridden: true,
                 samplers: DEFAULT_SAMPLERS.into(),
+                tasks: false,
             },
             None => PowermetricsSource {
                 program: PathBuf::from(DEFAULT_PATH),
                 overridden: false,
                 samplers: DEFAULT_SAMPLERS.into(),
+                tasks: false,
             },
         }
     }
@@ -81,6 +92,7 @@ impl PowermetricsSource {
             program: program.into(),
             overridden: true,
             samplers: DEFAULT_SAMPLERS.into(),
+            tasks: false,
         }
     }
 
@@ -89,6 +101,28 @@ impl PowermetricsSource {
     pub fn samplers(mut self, samplers: impl Into<String>) -> PowermetricsSource {
         self.samplers = samplers.into();
         self
+    }
+
+    /// Also asks for the `tasks` sampler (`true`), so that every window tells
+    /// powermetrics' own CPU time and its estimated power: its CPU-time share of all tasks
+    /// times the window's measured CPU energy, stored on the run with the profiler's own
+    /// cost. Each document grows from ~7-65 KB to up to ~550 KB, which powermetrics writes
+    /// and the sampler thread parses (see BENCHMARKS.md for the parse cost). A document
+    /// that lists tasks is read the same way when `tasks` is asked for with
+    /// [`samplers`](Self::samplers).
+    pub fn tasks(mut self, tasks: bool) -> PowermetricsSource {
+        self.tasks = tasks;
+        self
+    }
+
+    /// The samplers powermetrics is asked for (`--samplers`).
+    pub fn samplers_asked(&self) -> String {
+        let asked = self.samplers.split(',').any(|s| s.trim() == TASKS_SAMPLER);
+        if self.tasks && !asked {
+            format!("{},{TASKS_SAMPLER}", self.samplers)
+        } else {
+            self.samplers.clone()
+        }
     }
 
     /// The executable that will run.
@@ -104,18 +138,9 @@ impl PowermetricsSource {
         }
         argv.push(self.program.display().to_string());
         let ms = interval.as_millis().max(1).to_string();
+        let samplers = self.samplers_asked();
         argv.extend(
-            [
-                "--samplers",
-                &self.samplers,
-                "-i",
-                &ms,
-                "-f",
-                "plist",
-                "-b",
-                "0",
-            ]
-            .map(String::from),
+            ["--samplers", &samplers, "-i", &ms, "-f", "plist", "-b", "0"].map(String::from),
         );
         argv
     }
@@ -218,6 +243,7 @@ impl PowerSource for PowermetricsSource {
                 },
                 cause,
             })?;
+        let child_pid = child.id();
         let mut child = ChildGuard::new(child);
         let stdout = child.stdout().expect("stdout is piped");
         let stderr_text = Arc::new(Mutex::new(Vec::new()));
@@ -231,7 +257,7 @@ impl PowerSource for PowermetricsSource {
         let name = ctx.source_name();
         let mut chain = WindowChain::new(spawn_ns);
         let mut delivered = 0u64;
-        let outcome = pump(ctx, &rx, &mut chain, &name, &mut delivered);
+        let outcome = pump(ctx, &rx, &mut chain, &name, child_pid, &mut delivered);
 
         if let Pumped::Stop = outcome {
             child.terminate((ctx.interval() * 2 + Duration::from_secs(2)).min(MAX_STOP_GRACE));
@@ -303,6 +329,7 @@ fn pump(
     rx: &Receiver<ReaderMsg>,
     chain: &mut WindowChain,
     name: &Arc<str>,
+    child_pid: u32,
     delivered: &mut u64,
 ) -> Pumped {
     let stop = ctx.stop_channel().clone();
@@ -312,22 +339,32 @@ fn pump(
             recv(stop) -> _ => return Pumped::Stop,
         };
         match msg {
-            Ok(ReaderMsg::Doc(doc, arrival_ns)) => match parse_document(&doc) {
-                Ok(reading) => {
-                    let (start, end) = chain.place(reading.elapsed_ns, arrival_ns);
-                    match PowerSample::new(start, end, reading.energy, Arc::clone(name), false) {
-                        Some(sample) => {
-                            ctx.emit(sample);
-                            *delivered += 1;
+            Ok(ReaderMsg::Doc(doc, arrival_ns)) => {
+                match parse_document_for(&doc, Some(child_pid)) {
+                    Ok(reading) => {
+                        let (start, end) = chain.place(reading.elapsed_ns, arrival_ns);
+                        match PowerSample::new(start, end, reading.energy, Arc::clone(name), false)
+                        {
+                            Some(sample) => {
+                                // Before the sample: whoever sees it sees its window counted.
+                                if let Some(task) = &reading.sampler_task {
+                                    let own = task.window(reading.energy.cpu, sample.duration_ns());
+                                    ctx.report_own_process(own);
+                                }
+                                ctx.emit(sample);
+                                *delivered += 1;
+                            }
+                            None => {
+                                ctx.reject("unusable window", "empty window or non-finite value")
+                            }
                         }
-                        None => ctx.reject("unusable window", "empty window or non-finite value"),
+                    }
+                    Err(problem) => {
+                        chain.break_chain();
+                        ctx.reject(problem.kind(), &problem.to_string());
                     }
                 }
-                Err(problem) => {
-                    chain.break_chain();
-                    ctx.reject(problem.kind(), &problem.to_string());
-                }
-            },
+            }
             Ok(ReaderMsg::Eof { partial }) => return Pumped::Eof { partial },
             Ok(ReaderMsg::Error(e)) => return Pumped::ReadError(e),
             Err(_) => return Pumped::Eof { partial: 0 },

@@ -10,7 +10,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use super::{Availability, PowerSample, PowerSource, SampleBuffer, SourceId};
+use super::{
+    Availability, PowerSample, PowerSource, SampleBuffer, SamplerProcessTally,
+    SamplerProcessWindow, SourceId,
+};
 use crate::{Error, Result};
 
 /// How a sampler runs.
@@ -81,6 +84,8 @@ struct Shared {
     rejected: Mutex<Vec<(&'static str, u64)>>,
     /// CPU time of the sampler thread and the source's helper threads.
     cpu: crate::cpu_time::CpuTally,
+    /// The source's own process, where the source can tell (see [`SamplerProcessTally`]).
+    process: SamplerProcessTally,
 }
 
 /// What a source sees while it runs: where to deliver samples and when to stop.
@@ -116,6 +121,14 @@ impl SourceContext {
         if let Some(tap) = &self.tap {
             let _ = tap.try_send(sample);
         }
+    }
+
+    /// Reports what the window about to be emitted says about the source's own process (a
+    /// child such as powermetrics): `None` when this window cannot tell. Call it before
+    /// [`emit`](Self::emit), and only from a source that can tell at all: a source that
+    /// never calls it leaves the figure unknown ([`Sampler::process_tally`]).
+    pub fn report_own_process(&mut self, window: Option<SamplerProcessWindow>) {
+        self.shared.process.add(window);
     }
 
     /// Counts a window that could not be used. The first of each `kind` is logged as a
@@ -254,6 +267,7 @@ impl Sampler {
             emitted: AtomicU64::new(0),
             rejected: Mutex::new(Vec::new()),
             cpu: crate::cpu_time::CpuTally::default(),
+            process: SamplerProcessTally::default(),
         });
         let id = config.buffer.open_source(&name);
         let mut ctx = SourceContext {
@@ -361,6 +375,12 @@ impl Sampler {
     /// The CPU-time slots behind [`Sampler::cpu_ns`], readable after the sampler stopped.
     pub(crate) fn cpu_tally(&self) -> crate::cpu_time::CpuTally {
         self.shared.cpu.clone()
+    }
+
+    /// What the source reported about its own process (see
+    /// [`SourceContext::report_own_process`]), readable after the sampler stopped.
+    pub fn process_tally(&self) -> SamplerProcessTally {
+        self.shared.process.clone()
     }
 
     /// Stops the source (if still running), waits for its thread, and reports.

@@ -19,8 +19,12 @@ pub enum SourceSpec {
     /// powermetrics on macOS; elsewhere RAPL and/or NVML where they can be read; else the
     /// estimate.
     Auto,
-    /// Apple's powermetrics.
-    Powermetrics,
+    /// Apple's powermetrics; `tasks` also asks for its `tasks` sampler, for its own
+    /// estimated power (see [`PowermetricsSource::tasks`]).
+    Powermetrics {
+        /// Ask for the `tasks` sampler too.
+        tasks: bool,
+    },
     /// Linux powercap (Intel and AMD RAPL): CPU packages and DRAM.
     Rapl,
     /// NVIDIA GPUs through NVML; `gpus` as `--gpus` gives it (`0,2`), `None` for
@@ -47,7 +51,7 @@ impl SourceSpec {
     pub fn parse(text: &str) -> Result<SourceSpec> {
         match text {
             "auto" => Ok(SourceSpec::Auto),
-            "powermetrics" => Ok(SourceSpec::Powermetrics),
+            "powermetrics" => Ok(SourceSpec::Powermetrics { tasks: false }),
             "rapl" => Ok(SourceSpec::Rapl),
             "nvml" => Ok(SourceSpec::Nvml { gpus: None }),
             "rapl+nvml" | "nvml+rapl" => Ok(SourceSpec::RaplNvml { gpus: None }),
@@ -83,6 +87,21 @@ impl SourceSpec {
         }
     }
 
+    /// Asks powermetrics for its `tasks` sampler too (`--powermetrics-tasks`), so that the
+    /// run stores powermetrics' own estimated power; an error for any other source, `auto`
+    /// included (it may not pick powermetrics).
+    pub fn with_powermetrics_tasks(self) -> Result<SourceSpec> {
+        match self {
+            SourceSpec::Powermetrics { .. } => Ok(SourceSpec::Powermetrics { tasks: true }),
+            other => Err(Error::InvalidSetting {
+                name: "powermetrics-tasks",
+                reason: format!(
+                    "--powermetrics-tasks measures powermetrics' own power, and the source {other:?} is not powermetrics; use --power powermetrics with it, or leave it out"
+                ),
+            }),
+        }
+    }
+
     /// Builds the source for a profile: like [`SourceSpec::build`], but a replayed capture
     /// plays in a loop so that it covers the whole run, and the choice comes with a note
     /// when `auto` had to fall back (stored on the run as a warning).
@@ -106,7 +125,9 @@ impl SourceSpec {
         let plain = |source: Box<dyn PowerSource>| Chosen { source, note: None };
         Ok(match self {
             SourceSpec::Auto => auto(),
-            SourceSpec::Powermetrics => plain(Box::<PowermetricsSource>::default()),
+            SourceSpec::Powermetrics { tasks } => {
+                plain(Box::new(PowermetricsSource::new().tasks(*tasks)))
+            }
             SourceSpec::Rapl => plain(Box::new(PolledSource::new(vec![
                 Box::new(RaplMeter::new()),
             ]))),
@@ -252,5 +273,19 @@ mod tests {
         );
         let e = SourceSpec::Rapl.with_gpus("0").unwrap_err().to_string();
         assert!(e.contains("--source nvml"), "{e}");
+    }
+
+    #[test]
+    fn tasks_go_with_powermetrics_only() {
+        let pm = SourceSpec::parse("powermetrics").unwrap();
+        assert_eq!(pm, SourceSpec::Powermetrics { tasks: false });
+        assert_eq!(
+            pm.with_powermetrics_tasks().unwrap(),
+            SourceSpec::Powermetrics { tasks: true }
+        );
+        for other in [SourceSpec::Auto, SourceSpec::Estimate, SourceSpec::Rapl] {
+            let e = other.with_powermetrics_tasks().unwrap_err().to_string();
+            assert!(e.contains("--power powermetrics"), "{e}");
+        }
     }
 }

@@ -46,7 +46,7 @@ use rusqlite::Connection;
 pub use baseline::{dynamic_mj, Baseline, NO_BASELINE};
 pub use component_power::{ComponentPower, BACKGROUND, FIT_METHOD};
 pub use merge::{MergeReport, TableRows};
-pub use profiler_cost::ProfilerCost;
+pub use profiler_cost::{ProfilerCost, SamplerProcessCost};
 pub use records::{
     coverage_note, ComponentRecord, ComponentSummary, Host, HotComponent, LayerRecord,
     LayerSummary, Measured, NewRun, OperationRecord, PhaseSummary, PowerRow, Row, Run, RunEnd,

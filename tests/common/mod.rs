@@ -154,6 +154,24 @@ pub fn expected(doc: &[u8]) -> Option<Expected> {
     })
 }
 
+/// powermetrics' own task in a document with a task list, read without a plist parser:
+/// (its `cputime_ns`, `all_tasks.cputime_ns`). `None` when the document lists no task
+/// named `powermetrics`.
+pub fn expected_powermetrics_task(doc: &[u8]) -> Option<(u64, u64)> {
+    let text = String::from_utf8_lossy(doc);
+    let task = Regex::new(
+        r"(?s)<key>name</key>\s*<string>powermetrics</string>.*?<key>cputime_ns</key>\s*<integer>(\d+)</integer>",
+    )
+    .unwrap();
+    let all = Regex::new(
+        r"(?s)<key>all_tasks</key>\s*<dict>.*?<key>cputime_ns</key>\s*<integer>(\d+)</integer>",
+    )
+    .unwrap();
+    let own = task.captures(&text)?[1].parse().unwrap();
+    let all = all.captures(&text)?[1].parse().unwrap();
+    Some((own, all))
+}
+
 /// Path of the fake powermetrics executable.
 pub fn fake_powermetrics() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake-powermetrics")

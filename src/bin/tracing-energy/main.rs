@@ -396,6 +396,14 @@ fn print_sample(out: &mut impl Write, s: &PowerSample, format: Format) -> anyhow
 
 #[cfg(feature = "candle")]
 fn profile(args: Box<profile_cmd::ProfileArgs>) -> anyhow::Result<ExitCode> {
+    if args.powermetrics_tasks && args.power != "powermetrics" {
+        // Bad usage (exit 2), found before anything starts.
+        return Err(db::Usage(format!(
+            "--powermetrics-tasks measures powermetrics' own power, and --power is `{}`; use --power powermetrics with it, or leave it out",
+            args.power
+        ))
+        .into());
+    }
     profile_cmd::main_profile(&args)
 }
 

@@ -47,6 +47,11 @@ pub struct ProfileArgs {
     /// CUDA_VISIBLE_DEVICES names, else all).
     #[arg(long)]
     pub gpus: Option<String>,
+    /// With --power powermetrics: also ask for its `tasks` sampler, so that the run stores
+    /// powermetrics' own power (an estimate: its CPU-time share of the measured CPU power).
+    /// Each sample grows ~20x (up to ~550 KB) for powermetrics to write and us to parse.
+    #[arg(long)]
+    pub powermetrics_tasks: bool,
     /// Power sample interval in milliseconds (1 to 600000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub interval_ms: u64,
@@ -164,13 +169,22 @@ impl ProfileArgs {
             None => ensure_default_model(quiet)?,
         };
         let power = match self.power.as_str() {
+            "none" if self.powermetrics_tasks => {
+                return Err(ProfileError::Setting(
+                    "--powermetrics-tasks measures powermetrics' own power, and --power none runs no source; use --power powermetrics with it, or leave it out".into(),
+                )
+                .into())
+            }
             "none" => None,
             other => {
-                let spec = SourceSpec::parse(other).map_err(ProfileError::from)?;
-                Some(match &self.gpus {
-                    Some(gpus) => spec.with_gpus(gpus).map_err(ProfileError::from)?,
-                    None => spec,
-                })
+                let mut spec = SourceSpec::parse(other).map_err(ProfileError::from)?;
+                if let Some(gpus) = &self.gpus {
+                    spec = spec.with_gpus(gpus).map_err(ProfileError::from)?;
+                }
+                if self.powermetrics_tasks {
+                    spec = spec.with_powermetrics_tasks().map_err(ProfileError::from)?;
+                }
+                Some(spec)
             }
         };
         let sync = match self.sync.as_str() {
@@ -505,6 +519,13 @@ pub fn print_summary(s: &ProfileOutcome) {
     }
     if let Some(cost) = &s.profiler {
         println!("profiler          {}", cost.describe());
+        if let Some(p) = &cost.sampler_process {
+            println!(
+                "  {}: {}",
+                tracing_energy::store::SamplerProcessCost::LABEL,
+                p.describe()
+            );
+        }
     }
     print_fit(s);
     match (&s.run_id, &s.db) {

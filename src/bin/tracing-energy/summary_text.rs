@@ -44,6 +44,13 @@ pub fn summary_text(s: &RunSummary) -> String {
             .as_ref()
             .map_or_else(|| "not measured".to_string(), |c| c.describe())
     ));
+    if let Some(p) = s.run.profiler.as_ref().and_then(|c| c.sampler_process) {
+        out.push_str(&format!(
+            "{}: {}\n",
+            tracing_energy::store::SamplerProcessCost::LABEL,
+            p.describe()
+        ));
+    }
     out.push_str("\nphases\n");
     if let Some(note) = s.run.coverage_note() {
         out.insert_str(

@@ -65,7 +65,7 @@ impl Processor {
             next_token: 0,
             sections: 0,
             peak_bytes: 0,
-            cpu: super::cost::CpuMark::now(self.sampler_cpu.as_ref(), &self.store),
+            cpu: super::cost::CpuMark::now(self.sampler_tallies.as_ref(), &self.store),
         };
         self.health.rotate(t);
         Ok(report)

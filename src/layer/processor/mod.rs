@@ -169,8 +169,9 @@ pub(crate) struct Processor {
     longest_window_ns: u64,
     /// Whether the source keeps delivering, and the run's warnings.
     health: SourceHealth,
-    /// The sampler's CPU-time slots (kept after it stops), `None` without a source.
-    sampler_cpu: Option<crate::cpu_time::CpuTally>,
+    /// The sampler's CPU-time slots and its source's own process (kept after it stops),
+    /// `None` without a source.
+    sampler_tallies: Option<cost::SamplerTallies>,
     /// The calibrated cost of one span enter + exit pair (ns).
     hot_ns_per_pair: Option<f64>,
     /// How sections get their energy; under `regression`, the current run's kept records
@@ -194,8 +195,8 @@ impl Processor {
             .spawn(move || {
                 let source = setup.sampler.as_ref().map(|s| s.source_id());
                 let source_name = setup.run.power_source.clone();
-                let sampler_cpu = setup.sampler.as_ref().map(Sampler::cpu_tally);
-                let cpu = cost::CpuMark::now(sampler_cpu.as_ref(), &setup.store);
+                let sampler_tallies = setup.sampler.as_ref().map(cost::SamplerTallies::of);
+                let cpu = cost::CpuMark::now(sampler_tallies.as_ref(), &setup.store);
                 let p = Processor {
                     shared: setup.shared,
                     store: setup.store,
@@ -237,7 +238,7 @@ impl Processor {
                         setup.start_ns,
                         setup.notes,
                     ),
-                    sampler_cpu,
+                    sampler_tallies,
                     hot_ns_per_pair: setup.hot_ns_per_pair,
                     attribution: setup.attribution,
                     deferred: (setup.attribution == Attribution::Regression)

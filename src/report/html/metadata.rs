@@ -363,6 +363,9 @@ impl Page<'_> {
                 None => "<span class=\"unknown\">not measured</span>".into(),
             },
         );
+        if let Some(p) = run.profiler.as_ref().and_then(|c| c.sampler_process) {
+            row(crate::store::SamplerProcessCost::LABEL, esc(&p.describe()));
+        }
         row(
             "sample interval",
             match run.sample_interval_ms {
