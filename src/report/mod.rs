@@ -47,13 +47,17 @@
 //! std::fs::write("report.html", report::render(&store, run)?).expect("write");
 //! std::fs::write("trace.json", report::chrome_trace_string(&store, run)?).expect("write");
 //!
-//! // Several outputs of one consistent read:
-//! let data = store.read_snapshot(|s| RunData::load(s, run, Detail::Layers))?;
+//! // Several outputs of one consistent snapshot:
+//! let (page, rows) = store.read_snapshot(|s| {
+//!     Ok::<_, tracing_energy::Error>((
+//!         RunData::load(s, run, Detail::Report)?,
+//!         RunData::load(s, run, Detail::Layers)?,
+//!     ))
+//! })?;
+//! std::fs::write("report.html", report::render_run(&page)).expect("write");
 //! let trace = std::fs::File::create("trace.json").expect("create");
-//! report::write_chrome_trace(&data, trace).expect("write");
-//! std::fs::write("run.csv", report::export::csv(&data).expect("csv")).expect("write");
-//! let report = store.read_snapshot(|s| RunData::load(s, run, Detail::Report))?;
-//! std::fs::write("report.html", report::render_run(&report)).expect("write");
+//! report::write_chrome_trace(&rows, trace).expect("write");
+//! std::fs::write("run.csv", report::export::csv(&rows).expect("csv")).expect("write");
 //! # Ok::<(), tracing_energy::Error>(())
 //! ```
 //!
