@@ -120,7 +120,8 @@ pub struct RunData {
     pub summary: RunSummary,
     /// Pipeline sections (phases and other sections), as [`Store::get_pipeline_sections`].
     pub sections: Vec<Row<SectionRecord>>,
-    /// Token rows, by index.
+    /// Token rows, by index; read at every level (they fix [`RunData::origin_ns`]), written
+    /// by the outputs from [`Detail::Tokens`] on.
     pub tokens: Vec<Row<TokenRecord>>,
     /// Power samples, in time order.
     pub power: Vec<PowerRow>,
