@@ -227,6 +227,8 @@ fn report_and_exports_write_files() {
         "1",
         "--format",
         "json",
+        "--detail",
+        "ops",
         "-o",
         json.to_str().unwrap(),
     ]);

@@ -75,13 +75,15 @@ fn one_read_gives_every_output_and_the_cli_writes_the_same() {
 
     let store = Store::open_existing(&db).unwrap();
     let data = store
-        .read_snapshot(|s| RunData::load(s, a, Detail::Rows))
+        .read_snapshot(|s| RunData::load(s, a, Detail::Operations))
         .unwrap();
-    let rows = data.rows.as_ref().expect("rows at Detail::Rows");
+    let rows = data.rows.as_ref().expect("rows at Detail::Operations");
     assert_eq!(data.run().run_id, a);
     assert!(!rows.layers.is_empty() && !rows.components.is_empty());
     assert!(!rows.operations.is_empty() && !data.power.is_empty());
-    assert!(!data.component_groups.is_empty() && !data.layer_groups.is_empty());
+    // The grouped sums are the report's: not read for an export.
+    assert!(data.component_groups.is_empty() && data.layer_groups.is_empty());
+    assert!(data.span_rollup.is_empty());
 
     // One origin: the earliest sample, section or token, and no row starts earlier.
     let starts = data.power.iter().map(|p| p.start_ns);
@@ -100,19 +102,44 @@ fn one_read_gives_every_output_and_the_cli_writes_the_same() {
     );
 
     // The pure outputs are the entry points' outputs.
-    let html = report::render_run(&data);
-    assert_eq!(html, report::render(&store, a).unwrap());
     let trace = report::chrome_trace_of(&data);
     assert_eq!(trace, report::chrome_trace(&store, a).unwrap());
     assert_eq!(
         trace["metadata"]["time_origin_ns"].as_u64(),
         Some(data.origin_ns)
     );
-    // The report does not need the rows: the same page without them.
+    // The report does not need the rows: it reads their grouped sums instead.
     let light = RunData::load(&store, a, Detail::Report).unwrap();
     assert!(light.rows.is_none());
+    assert!(!light.component_groups.is_empty() && !light.layer_groups.is_empty());
+    assert!(!light.span_rollup.is_empty());
     assert_eq!(light.origin_ns, data.origin_ns);
-    assert_eq!(report::render_run(&light), html);
+    let html = report::render_run(&light);
+    assert_eq!(html, report::render(&store, a).unwrap());
+    // Each export level reads its rows and no more, with the same origin.
+    for level in Detail::LEVELS {
+        let d = RunData::load(&store, a, level).unwrap();
+        assert_eq!(d.origin_ns, data.origin_ns, "{level:?}");
+        assert_eq!(d.tokens.len(), data.tokens.len(), "{level:?}");
+        let got = d
+            .rows
+            .as_ref()
+            .map(|r| (r.layers.len(), r.components.len(), r.operations.len()));
+        let want = level.has_layers().then_some((
+            rows.layers.len(),
+            if level.has_components() {
+                rows.components.len()
+            } else {
+                0
+            },
+            if level.has_operations() {
+                rows.operations.len()
+            } else {
+                0
+            },
+        ));
+        assert_eq!(got, want, "{level:?}");
+    }
     // ... and a trace of it has no layer, component or operation events.
     let light_trace = report::chrome_trace_of(&light);
     let cats = |t: &Value, cat: &str| {
@@ -129,18 +156,15 @@ fn one_read_gives_every_output_and_the_cli_writes_the_same() {
 
     // The CLI's files are the library's, byte for byte.
     let id = a.to_string();
+    let all = |format: &str| cli(&db, &["export", &id, "--format", format, "--detail", "ops"]);
     let json = report::export::json(&data).unwrap();
-    assert_eq!(cli(&db, &["export", &id, "--format", "json"]), json);
+    assert_eq!(all("json"), json);
     let csv = report::export::csv(&data).unwrap();
-    assert_eq!(
-        cli(&db, &["export", &id, "--format", "csv"]).as_slice(),
-        csv.as_bytes()
-    );
-    let chrome = trace.to_string();
-    assert_eq!(
-        cli(&db, &["export", &id, "--format", "chrome"]).as_slice(),
-        chrome.as_bytes()
-    );
+    assert_eq!(all("csv").as_slice(), csv.as_bytes());
+    let chrome = report::chrome_trace_string(&store, a).unwrap();
+    assert_eq!(all("chrome").as_slice(), chrome.as_bytes());
+    // The streamed trace is the value's text.
+    assert_eq!(serde_json::from_str::<Value>(&chrome).unwrap(), trace);
     let out = dir.0.join("report.html");
     let out_arg = out.to_str().unwrap();
     cli(&db, &["report", &id, "-o", out_arg]);
@@ -148,10 +172,12 @@ fn one_read_gives_every_output_and_the_cli_writes_the_same() {
 
     // JSON: its members in order, the rows complete; CSV: a line per timed row.
     let value: Value = serde_json::from_slice(&json).unwrap();
-    assert_eq!(value.as_object().unwrap().len(), 7);
+    assert_eq!(value.as_object().unwrap().len(), 8);
+    assert_eq!(value["detail"], "ops");
     let text = String::from_utf8(json.clone()).unwrap();
     let order = [
         "run",
+        "detail",
         "sections",
         "tokens",
         "layers",

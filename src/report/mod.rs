@@ -1,9 +1,10 @@
 //! Reports of a stored run: a self-contained HTML page, a Chrome trace, folded stacks, the
 //! run as JSON or CSV, and two runs compared.
 //!
-//! A run is read from the store once, as a [`RunData`] ([`RunData::load`]): its summary,
-//! sections, tokens, power samples, span rollup and grouped sums and, at [`Detail::Rows`],
-//! every layer, component and operation row, with one time origin
+//! A run is read from the store once, as a [`RunData`] ([`RunData::load`]) at a [`Detail`]:
+//! its summary, sections, tokens and power samples, plus the span rollup and grouped sums
+//! at [`Detail::Report`], or the layer, component and operation rows down to an export
+//! level ([`Detail::Phases`] to [`Detail::Operations`]), with one time origin
 //! ([`RunData::origin_ns`]) shared by the HTML page and the trace. The outputs are pure
 //! functions of it, so a caller that wants several reads the run once:
 //!
@@ -17,13 +18,15 @@
 //!   escaped with [`escape_html`]. Estimated energy is announced by a banner; unknown
 //!   energy (no power source) reads `unknown`, never 0. [`render`] reads the run and
 //!   renders it.
-//! - [`chrome_trace_of`] turns the run's sections, tokens, layers, components and
-//!   operations into the Chrome trace event format (complete events with their energy in
-//!   `args`, power counters per domain, thread names), which Perfetto
-//!   (<https://ui.perfetto.dev>) and `chrome://tracing` open; [`chrome_trace`] and
-//!   [`chrome_trace_string`] read the run first.
+//! - [`write_chrome_trace`] streams the run's sections, tokens, layers, components and
+//!   operations (down to its level) in the Chrome trace event format (complete events with
+//!   their energy in `args`, power counters per domain, thread names) into a writer, a
+//!   gzip encoder for a compact file; Perfetto (<https://ui.perfetto.dev>),
+//!   `chrome://tracing` and speedscope open it, nested as it was recorded.
+//!   [`chrome_trace_of`] gives it as a JSON value; [`chrome_trace`] and
+//!   [`chrome_trace_string`] read the run first, with every row.
 //! - [`export::json`] writes the whole run as one JSON object, [`export::csv`] every timed
-//!   row as CSV.
+//!   row as CSV ([`export::write_json`] and [`export::write_csv`] stream them).
 //! - [`folded()`] writes the run's energy per span path as folded stacks (`path value` lines,
 //!   exclusive microjoules), the input of `inferno-flamegraph` and `flamegraph.pl`;
 //!   [`folded_stacks`] reads them from the store and says why a run has none.
@@ -46,11 +49,17 @@
 //! std::fs::write("report.html", report::render(&store, run)?).expect("write");
 //! std::fs::write("trace.json", report::chrome_trace_string(&store, run)?).expect("write");
 //!
-//! // Several outputs of one consistent read:
-//! let data = store.read_snapshot(|s| RunData::load(s, run, Detail::Rows))?;
-//! std::fs::write("report.html", report::render_run(&data)).expect("write");
-//! std::fs::write("trace.json", report::chrome_trace_of(&data).to_string()).expect("write");
-//! std::fs::write("run.csv", report::export::csv(&data).expect("csv")).expect("write");
+//! // Several outputs of one consistent snapshot:
+//! let (page, rows) = store.read_snapshot(|s| {
+//!     Ok::<_, tracing_energy::Error>((
+//!         RunData::load(s, run, Detail::Report)?,
+//!         RunData::load(s, run, Detail::Layers)?,
+//!     ))
+//! })?;
+//! std::fs::write("report.html", report::render_run(&page)).expect("write");
+//! let trace = std::fs::File::create("trace.json").expect("create");
+//! report::write_chrome_trace(&rows, trace).expect("write");
+//! std::fs::write("run.csv", report::export::csv(&rows).expect("csv")).expect("write");
 //! # Ok::<(), tracing_energy::Error>(())
 //! ```
 //!
@@ -83,4 +92,4 @@ pub use folded::{folded, folded_checked, folded_stacks, NoEnergy};
 pub use format::escape_html;
 pub use html::{render, render_run};
 pub use run_data::{ComponentGroup, Detail, LayerGroup, RunData, RunRows};
-pub use trace::{chrome_trace, chrome_trace_of, chrome_trace_string};
+pub use trace::{chrome_trace, chrome_trace_of, chrome_trace_string, write_chrome_trace};

@@ -11,19 +11,102 @@ use crate::store::{
 };
 use crate::{Error, Result};
 
-/// How much of a run [`RunData::load`] reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How much of a run [`RunData::load`] reads, and so what the outputs made from it hold.
+///
+/// The export levels nest, each holding everything the one before holds: [`Phases`],
+/// [`Tokens`], [`Layers`] (the CLI's default), [`Components`] and [`Operations`]
+/// (everything). [`Report`] is what the HTML report reads. Every level reads the run, its
+/// pipeline sections, its token rows (which fix [`RunData::origin_ns`], so that the time
+/// origin is the same at every level) and its power samples; the rows below the level are
+/// never read.
+///
+/// [`Phases`]: Detail::Phases
+/// [`Tokens`]: Detail::Tokens
+/// [`Layers`]: Detail::Layers
+/// [`Components`]: Detail::Components
+/// [`Operations`]: Detail::Operations
+/// [`Report`]: Detail::Report
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Detail {
-    /// Everything but the layer, component and operation rows: what the HTML report needs
-    /// (it reads those rows' grouped sums instead). [`RunData::rows`] is `None`.
+    /// What the HTML report needs: the span roll-up and the grouped sums of the layer and
+    /// component rows, not the rows themselves ([`RunData::rows`] is `None`). Its outputs
+    /// hold what [`Detail::Tokens`] holds.
     Report,
-    /// Also every layer, component and operation row (millions for a long run): what the
-    /// Chrome trace and the JSON and CSV exports need.
-    Rows,
+    /// The pipeline's sections only: phases (`tokenize`, `prefill`, `decode`, ...) and the
+    /// other sections a program marks, with the power samples. No token, layer, component
+    /// or operation rows are written ([`RunData::rows`] is `None`).
+    Phases,
+    /// Also a row per token. [`RunData::rows`] is `None`.
+    Tokens,
+    /// Also a row per (token, layer): `RunRows::layers`; components and operations are not
+    /// read.
+    Layers,
+    /// Also the component rows (attention, mlp, norm, output, ...); operations are not read.
+    Components,
+    /// Also the operation rows (`q_proj`, `down_proj`, ...): every row of the run, millions
+    /// for a long run.
+    Operations,
 }
 
-/// One run as read from the store: its summary, timeline rows, grouped sums and, at
-/// [`Detail::Rows`], its layer, component and operation rows.
+impl Detail {
+    /// The export levels, from the least to the most detailed.
+    pub const LEVELS: [Detail; 5] = [
+        Detail::Phases,
+        Detail::Tokens,
+        Detail::Layers,
+        Detail::Components,
+        Detail::Operations,
+    ];
+
+    /// The level's name (`report`, `phases`, `tokens`, `layers`, `components`, `ops`), as
+    /// the CLI's `--detail` spells it and the JSON export's `detail` member says.
+    pub fn name(self) -> &'static str {
+        match self {
+            Detail::Report => "report",
+            Detail::Phases => "phases",
+            Detail::Tokens => "tokens",
+            Detail::Layers => "layers",
+            Detail::Components => "components",
+            Detail::Operations => "ops",
+        }
+    }
+
+    /// How deep the level reaches: 0 sections, 1 tokens, 2 layers, 3 components, 4
+    /// operations ([`Detail::Report`] writes what [`Detail::Tokens`] writes).
+    fn depth(self) -> u8 {
+        match self {
+            Detail::Phases => 0,
+            Detail::Report | Detail::Tokens => 1,
+            Detail::Layers => 2,
+            Detail::Components => 3,
+            Detail::Operations => 4,
+        }
+    }
+
+    /// Whether the outputs hold the token rows.
+    pub fn has_tokens(self) -> bool {
+        self.depth() >= 1
+    }
+
+    /// Whether the layer rows are read and written.
+    pub fn has_layers(self) -> bool {
+        self.depth() >= 2
+    }
+
+    /// Whether the component rows are read and written.
+    pub fn has_components(self) -> bool {
+        self.depth() >= 3
+    }
+
+    /// Whether the operation rows are read and written.
+    pub fn has_operations(self) -> bool {
+        self.depth() >= 4
+    }
+}
+
+/// One run as read from the store: its summary, sections, tokens and power samples, and
+/// what its [`Detail`] adds (the report's grouped sums, or the layer, component and
+/// operation rows down to the level).
 ///
 /// Read with [`RunData::load`]; the outputs are pure functions of it
 /// ([`html::render_run`](super::html::render_run),
@@ -37,23 +120,29 @@ pub struct RunData {
     pub summary: RunSummary,
     /// Pipeline sections (phases and other sections), as [`Store::get_pipeline_sections`].
     pub sections: Vec<Row<SectionRecord>>,
-    /// Token rows, by index.
+    /// Token rows, by index; read at every level (they fix [`RunData::origin_ns`]), written
+    /// by the outputs from [`Detail::Tokens`] on.
     pub tokens: Vec<Row<TokenRecord>>,
     /// Power samples, in time order.
     pub power: Vec<PowerRow>,
-    /// Energy per span path ([`Store::get_span_rollup`]).
+    /// Energy per span path ([`Store::get_span_rollup`]); read at [`Detail::Report`] only
+    /// (empty at the export levels).
     pub span_rollup: Vec<SpanRollup>,
     /// Component rows summed per (token phase, layer, component kind), in order of first
-    /// appearance.
+    /// appearance; read at [`Detail::Report`] only (empty at the export levels).
     pub component_groups: Vec<ComponentGroup>,
-    /// Layer rows summed per (token phase, layer).
+    /// Layer rows summed per (token phase, layer); read at [`Detail::Report`] only (empty
+    /// at the export levels).
     pub layer_groups: Vec<LayerGroup>,
-    /// Every layer, component and operation row; `None` when read at [`Detail::Report`].
+    /// The layer, component and operation rows down to the level (the lists below it
+    /// empty); `None` at [`Detail::Report`], [`Detail::Phases`] and [`Detail::Tokens`].
     pub rows: Option<RunRows>,
+    /// How much was read; the outputs write what it holds.
+    pub detail: Detail,
     /// The run timeline's origin (ns), time 0 of the HTML report's charts and of the Chrome
     /// trace: the earliest start of any power sample, section or token row; 0 when the run
     /// has none. Layer, component and operation rows are not consulted, so the origin is
-    /// the same at either [`Detail`]: in a run the layer recorded, each of them lies inside
+    /// the same at every [`Detail`]: in a run the layer recorded, each of them lies inside
     /// its token's row and cannot start earlier (a row that did would be drawn at 0).
     pub origin_ns: u64,
 }
@@ -127,9 +216,18 @@ impl RunData {
         let sections = store.get_pipeline_sections(run)?;
         let tokens = store.get_tokens(run)?;
         let power = store.get_power_timeline(run)?;
-        let span_rollup = store.get_span_rollup(run)?;
-        let component_groups = store
-            .get_component_groups(run)?
+        let report = detail == Detail::Report;
+        let span_rollup = if report {
+            store.get_span_rollup(run)?
+        } else {
+            Vec::new()
+        };
+        let component_groups = if report {
+            store.get_component_groups(run)?
+        } else {
+            Vec::new()
+        };
+        let component_groups = component_groups
             .into_iter()
             .map(
                 |(phase, layer, component, energy_mj, duration_ms, token_rows, tokens)| {
@@ -145,8 +243,12 @@ impl RunData {
                 },
             )
             .collect();
-        let layer_groups = store
-            .get_layer_groups(run)?
+        let layer_groups = if report {
+            store.get_layer_groups(run)?
+        } else {
+            Vec::new()
+        };
+        let layer_groups = layer_groups
             .into_iter()
             .map(|(phase, layer, energy_mj)| LayerGroup {
                 phase,
@@ -154,13 +256,22 @@ impl RunData {
                 energy_mj,
             })
             .collect();
-        let rows = match detail {
-            Detail::Report => None,
-            Detail::Rows => Some(RunRows {
+        let rows = if detail.has_layers() {
+            Some(RunRows {
                 layers: store.get_run_layers(run)?,
-                components: store.get_run_components(run)?,
-                operations: store.get_run_operations(run)?,
-            }),
+                components: if detail.has_components() {
+                    store.get_run_components(run)?
+                } else {
+                    Vec::new()
+                },
+                operations: if detail.has_operations() {
+                    store.get_run_operations(run)?
+                } else {
+                    Vec::new()
+                },
+            })
+        } else {
+            None
         };
         let origin_ns = origin(&power, &sections, &tokens);
         Ok(RunData {
@@ -172,6 +283,7 @@ impl RunData {
             component_groups,
             layer_groups,
             rows,
+            detail,
             origin_ns,
         })
     }
@@ -181,7 +293,7 @@ impl RunData {
         &self.summary.run
     }
 
-    /// The layer, component and operation rows: empty when read at [`Detail::Report`].
+    /// The layer, component and operation rows: the lists below the level empty.
     pub(super) fn rows_or_empty(&self) -> &RunRows {
         static NONE: RunRows = RunRows {
             layers: Vec::new(),

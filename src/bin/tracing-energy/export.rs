@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use tracing_energy::report::{self, Detail, RunData};
 
 use crate::db::{open, resolve, DbArg, RunRef, Usage};
@@ -24,13 +26,15 @@ pub struct ReportArgs {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot write {}: {e}. Fix: check that its folder exists and is writable, or \
-             choose another file",
-            shown(path)
-        )
-    })
+    std::fs::write(path, bytes).map_err(|e| cannot_write(path, &e))
+}
+
+fn cannot_write(path: &Path, e: &std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot write {}: {e}. Fix: check that its folder exists and is writable and that \
+         the disk has room, or choose another file",
+        shown(path)
+    )
 }
 
 /// A path as printed: control characters escaped.
@@ -57,7 +61,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
 /// Export formats.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ExportFormat {
-    /// Chrome trace JSON (open in Perfetto or chrome://tracing).
+    /// Chrome trace JSON (open in Perfetto, chrome://tracing or speedscope).
     Chrome,
     /// Every timed row as CSV.
     Csv,
@@ -68,7 +72,37 @@ pub enum ExportFormat {
     Folded,
 }
 
-/// `export RUN --format chrome|csv|json|folded [-o FILE]`.
+/// How much of the run a chrome, json or csv export holds; each level holds everything the
+/// one before it holds.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DetailArg {
+    /// The pipeline's sections (phases such as tokenize, prefill and decode, and the other
+    /// sections a program marks) and the power samples.
+    Phases,
+    /// Also a row per token.
+    Tokens,
+    /// Also a row per token and layer (the default).
+    Layers,
+    /// Also each layer's components (attention, mlp, norm, output, ...).
+    Components,
+    /// Also every operation (q_proj, down_proj, ...): every row of the run, the largest
+    /// file (some 170 KB a token for SmolLM2-135M's trace; consider --gzip).
+    Ops,
+}
+
+impl From<DetailArg> for Detail {
+    fn from(d: DetailArg) -> Detail {
+        match d {
+            DetailArg::Phases => Detail::Phases,
+            DetailArg::Tokens => Detail::Tokens,
+            DetailArg::Layers => Detail::Layers,
+            DetailArg::Components => Detail::Components,
+            DetailArg::Ops => Detail::Operations,
+        }
+    }
+}
+
+/// `export RUN --format chrome|csv|json|folded [--detail LEVEL] [--gzip] [-o FILE]`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     #[command(flatten)]
@@ -78,47 +112,110 @@ pub struct ExportArgs {
     /// What to write.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
+    /// How much of the run a chrome, json or csv export holds (default: layers). Not for
+    /// folded stacks, which always hold every span path.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub detail: Option<DetailArg>,
+    /// Compress the output with gzip (Perfetto opens a .json.gz trace as it is). Implied by
+    /// an output file name ending in .gz.
+    #[arg(long)]
+    pub gzip: bool,
     /// The file to write (default: standard output; never the database: that is refused).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
 }
 
-/// `export RUN --format F [-o FILE]`, read from one snapshot of the database.
+/// What an export reads from its snapshot, to be written after it.
+enum Loaded {
+    Chrome(RunData),
+    Json(RunData),
+    Csv(RunData),
+    Folded(String),
+}
+
+/// `export RUN --format F [--detail LEVEL] [--gzip] [-o FILE]`, read from one snapshot of
+/// the database, then streamed to the file or standard output.
 pub fn export(a: ExportArgs) -> anyhow::Result<()> {
     let ext = match a.format {
         ExportFormat::Chrome | ExportFormat::Json => "json",
         ExportFormat::Csv => "csv",
         ExportFormat::Folded => "folded",
     };
+    let gzip = a.gzip
+        || a.output
+            .as_ref()
+            .and_then(|p| p.extension())
+            .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    if let (ExportFormat::Folded, Some(d)) = (a.format, a.detail) {
+        return Err(Usage(format!(
+            "--detail {} does not apply to --format folded: folded stacks always hold every \
+             span path. Fix: leave out --detail, or export chrome, json or csv",
+            d.to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_string())
+        ))
+        .into());
+    }
+    let detail = Detail::from(a.detail.unwrap_or(DetailArg::Layers));
     if let Some(path) = &a.output {
-        refuse_database(path, &a.db.db, "export", &example(a.run, ext))?;
+        let ext = if gzip {
+            format!("{ext}.gz")
+        } else {
+            ext.to_string()
+        };
+        refuse_database(path, &a.db.db, "export", &example(a.run, &ext))?;
     }
     let store = open(&a.db.db)?;
     // One snapshot: a run deleted or written meanwhile cannot give a file whose parts
-    // disagree (e.g. no power samples but every token).
-    let (id, bytes) = store.read_snapshot(|s| -> anyhow::Result<_> {
+    // disagree (e.g. no power samples but every token). Read first, then write: a run
+    // that cannot be read leaves no file.
+    let (id, loaded) = store.read_snapshot(|s| -> anyhow::Result<_> {
         let id = resolve(s, a.run)?.run_id;
-        let rows = || RunData::load(s, id, Detail::Rows);
-        let bytes = match a.format {
-            ExportFormat::Chrome => report::chrome_trace_of(&rows()?).to_string().into_bytes(),
-            ExportFormat::Json => report::export::json(&rows()?)?,
-            ExportFormat::Csv => report::export::csv(&rows()?)?.into_bytes(),
-            ExportFormat::Folded => report::folded_stacks(s, id)??.into_bytes(),
+        let rows = || RunData::load(s, id, detail);
+        let loaded = match a.format {
+            ExportFormat::Chrome => Loaded::Chrome(rows()?),
+            ExportFormat::Json => Loaded::Json(rows()?),
+            ExportFormat::Csv => Loaded::Csv(rows()?),
+            ExportFormat::Folded => Loaded::Folded(report::folded_stacks(s, id)??),
         };
-        Ok((id, bytes))
+        Ok((id, loaded))
     })?;
+    let write = |out: &mut dyn Write| -> std::io::Result<()> {
+        if gzip {
+            let mut gz = GzEncoder::new(out, Compression::default());
+            body(&loaded, &mut gz)?;
+            gz.finish()?.flush()
+        } else {
+            body(&loaded, &mut *out)?;
+            out.flush()
+        }
+    };
     match &a.output {
         Some(path) => {
-            write_file(path, &bytes)?;
-            println!("wrote run {id} as {:?} to {}", a.format, shown(path));
+            let written = std::fs::File::create(path).and_then(|mut f| {
+                write(&mut f)?;
+                f.sync_all()
+            });
+            if let Err(e) = written {
+                // A partial file is no export: leave none.
+                let _ = std::fs::remove_file(path);
+                return Err(cannot_write(path, &e));
+            }
+            let how = if gzip { ", gzip-compressed," } else { "" };
+            println!("wrote run {id} as {:?}{how} to {}", a.format, shown(path));
         }
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()?;
-        }
+        None => write(&mut std::io::stdout().lock())?,
     }
     Ok(())
+}
+
+/// Writes what was read to `out`.
+fn body(loaded: &Loaded, out: &mut dyn Write) -> std::io::Result<()> {
+    match loaded {
+        Loaded::Chrome(data) => report::write_chrome_trace(data, out),
+        Loaded::Json(data) => report::export::write_json(data, out),
+        Loaded::Csv(data) => report::export::write_csv(data, out),
+        Loaded::Folded(text) => out.write_all(text.as_bytes()),
+    }
 }
 
 /// An output file name to suggest instead of the database.

@@ -81,7 +81,8 @@ enum Command {
     Fit(db::RunArgs),
     /// Write a self-contained HTML report of a run.
     Report(export::ReportArgs),
-    /// Export a run: Chrome/Perfetto trace, CSV, JSON or folded stacks (flame graphs).
+    /// Export a run: Chrome/Perfetto trace, CSV, JSON or folded stacks (flame graphs), at a
+    /// detail level (phases to ops), optionally gzip-compressed.
     Export(export::ExportArgs),
     /// Copy the runs of several databases (e.g. one per machine) into one, every row kept
     /// and run ids renumbered; a run the output holds already is skipped.

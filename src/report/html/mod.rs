@@ -63,8 +63,10 @@ pub fn render(store: &Store, run: RunId) -> Result<String> {
     Ok(render_run(&RunData::load(store, run, Detail::Report)?))
 }
 
-/// The HTML page of a run already read (at either [`Detail`]; the layer, component and
-/// operation rows are not used). Time 0 of its charts is [`RunData::origin_ns`].
+/// The HTML page of a run already read at [`Detail::Report`] (the layer, component and
+/// operation rows are not used; the span roll-up and grouped sums it charts are read at
+/// that level only, so a run read at an export level gives a page without them). Time 0 of
+/// its charts is [`RunData::origin_ns`].
 pub fn render_run(data: &RunData) -> String {
     let t0 = data.origin_ns;
     let t_end = data
