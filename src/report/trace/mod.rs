@@ -299,16 +299,14 @@ impl Serialize for Events<'_, '_> {
                             args: CounterArgs::Domains(domains),
                         })?;
                     }
-                    let total = if p.total_mw.is_finite() {
-                        p.total_mw
-                    } else {
-                        0.0
-                    };
-                    seq.serialize_element(&Counter {
-                        name: "total power (mW)",
-                        ts,
-                        args: CounterArgs::Total(total),
-                    })?;
+                    // An unknown total gets no counter value (never 0).
+                    if p.total_mw.is_finite() {
+                        seq.serialize_element(&Counter {
+                            name: "total power (mW)",
+                            ts,
+                            args: CounterArgs::Total(p.total_mw),
+                        })?;
+                    }
                 }
             }
         }
