@@ -2,7 +2,7 @@
 //! model and a `serve` instance over its database every second, and the series are read
 //! back through Prometheus' own query API: the power gauge is present and labelled as
 //! estimated, the energy counter increases between scrapes, the tokens counter counts; and
-//! once the profile ends, `serve` reports the run's stored energy.
+//! once the profile ends, `serve` reports the runs' stored energy.
 #![cfg(all(feature = "candle", unix))]
 
 use std::io::{BufRead, BufReader};
@@ -32,7 +32,6 @@ fn prometheus_scrapes_a_live_profile_and_serve() {
     let db = dir.path().join("profiles.db");
     let metrics: SocketAddr = format!("127.0.0.1:{}", http::free_port()).parse().unwrap();
 
-    // A long answer: the profile is ended by SIGTERM once Prometheus saw enough.
     let mut profile = Command::new(env!("CARGO_BIN_EXE_tracing-energy"))
         .args([
             "profile",
@@ -40,8 +39,11 @@ fn prometheus_scrapes_a_live_profile_and_serve() {
             "estimate",
             "--quiet",
             "--max-tokens",
-            "2000",
+            "200",
         ])
+        // Repetitions until SIGTERM (one generation may end within seconds): the profile
+        // is ended once Prometheus saw enough.
+        .args(["--repeat", "1000"])
         .args(["--prompt", "Count from 1 to 1000, one number per line."])
         .arg("--model")
         .arg(&model)
@@ -124,20 +126,23 @@ fn prometheus_scrapes_a_live_profile_and_serve() {
     assert!(shown.contains("interrupted"), "{shown}");
 
     // `serve` counted the run while it was recorded, and gives its stored energy now.
+    // (the model load's run and the repetitions: at least 2).
     prometheus.wait_for(Duration::from_secs(30), "serve's run count", |p| {
-        p.query("tracing_energy_runs{job=\"serve\"} == 1")
+        p.query("tracing_energy_runs{job=\"serve\"} >= 2")
             .first()
             .cloned()
     });
-    let stored = prometheus.wait_for(Duration::from_secs(30), "serve's run energy", |p| {
-        p.query("tracing_energy_run_energy_joules{job=\"serve\"}")
+    let ended = prometheus.wait_for(Duration::from_secs(30), "the interrupted run", |p| {
+        p.query("tracing_energy_run_energy_joules{job=\"serve\",status=\"interrupted\"}")
             .first()
             .cloned()
     });
-    let joules: f64 = stored["value"][1].as_str().unwrap().parse().unwrap();
+    assert_eq!(ended["metric"]["estimated"], "true", "{ended:?}");
+    let stored = prometheus.query("sum(tracing_energy_run_energy_joules{job=\"serve\"})");
+    let joules: f64 = stored[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!(joules > 0.0, "{stored:?}");
-    assert_eq!(stored["metric"]["estimated"], "true", "{stored:?}");
-    // The live counter saw at least the energy the run stored (it counts every window).
+    // The runs together stored at least what the live counter had seen (it counts every
+    // window of every run).
     let live =
         prometheus.query("max_over_time(tracing_energy_energy_joules_total{job=\"profile\"}[5m])");
     let live_j: f64 = live[0]["value"][1].as_str().unwrap().parse().unwrap();
