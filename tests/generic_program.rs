@@ -7,19 +7,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::busy;
 use common::KnownPower;
 use tracing::{info_span, instrument, Instrument};
 use tracing_energy::power::SampleBuffer;
 use tracing_energy::store::{NewRun, RunStatus, Store};
 use tracing_energy::EnergyLayer;
 use tracing_subscriber::prelude::*;
-
-fn busy(d: Duration) {
-    let t = Instant::now();
-    while t.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
 
 #[instrument]
 fn compute(n: u64) -> u64 {

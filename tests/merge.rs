@@ -8,7 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::busy;
 
 use rusqlite::Connection;
 use serde_json::Value;
@@ -32,13 +34,6 @@ const TABLES: [&str; 11] = [
     "span_rollup",
     "component_power",
 ];
-
-fn busy(d: Duration) {
-    let t = Instant::now();
-    while t.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
 
 /// A small model-shaped program: a generic load span, a prefill and decode phase, tokens
 /// of layers of components of operations.

@@ -6,20 +6,14 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::busy;
 use common::{http, KnownPower};
 use tracing::info_span;
 use tracing_energy::power::SampleBuffer;
 use tracing_energy::EnergyLayer;
 use tracing_subscriber::prelude::*;
-
-fn busy(d: Duration) {
-    let t = Instant::now();
-    while t.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
 
 /// The value of the one series whose line starts with `prefix` (name and labels).
 fn value(text: &str, prefix: &str) -> Option<f64> {

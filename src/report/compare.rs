@@ -133,11 +133,12 @@ fn join<K: Ord + Clone>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::{ComponentSummary, Host, LayerSummary, PhaseSummary, RunStatus};
 
-    fn run(id: i64) -> Run {
+    /// A complete run with nothing measured, for tests to fill in.
+    pub(crate) fn run(id: i64) -> Run {
         Run {
             run_id: id,
             started_at_ms: 0,

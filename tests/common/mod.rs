@@ -27,6 +27,14 @@ use tracing_energy::power::{
 
 use regex::Regex;
 
+/// Keeps the calling thread busy (spinning) for `d`.
+pub fn busy(d: Duration) {
+    let t = std::time::Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
 /// The fixtures copied into this repository.
 pub fn local_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

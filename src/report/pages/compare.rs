@@ -175,40 +175,15 @@ fn delta_table(h: &mut String, id: &str, title: &str, desc: &str, rows: &[Compar
 mod tests {
     use super::*;
     use crate::report::compare::Side;
-    use crate::store::{Host, RunStatus};
 
     fn run(id: i64, estimated: bool) -> Run {
         Run {
-            run_id: id,
-            started_at_ms: 0,
             started_at: "2026-01-01T00:00:00.000Z".into(),
-            ended_at_ms: None,
             model: Some(format!("<i>m{id}</i>")),
-            prompt: None,
-            response: None,
-            tags: Vec::new(),
-            experiment: None,
             power_source: Some("rapl".into()),
             estimated,
-            sample_interval_ms: None,
-            power_method: None,
-            counter_update_ms: None,
-            host: Host::default(),
-            crate_version: "0".into(),
-            writer_pid: None,
-            status: RunStatus::Complete,
-            error: None,
             total_energy_mj: Some(1500.0),
-            attributed_energy_mj: None,
-            unattributed_energy_mj: None,
-            dropped_records: 0,
-            duration_ms: None,
-            measured_ms: None,
-            warnings: Vec::new(),
-            baseline: None,
-            dynamic_total_energy_mj: None,
-            profiler: None,
-            run_uuid: None,
+            ..crate::report::compare::tests::run(id)
         }
     }
 

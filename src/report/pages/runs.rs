@@ -325,40 +325,18 @@ fn run_table(h: &mut String, runs: &[Run], q: &RunListQuery) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Host, RunStatus};
 
     pub(crate) fn run(id: i64) -> Run {
         Run {
-            run_id: id,
             started_at_ms: id * 1000,
             started_at: format!("2026-01-0{id}T00:00:00.000Z"),
-            ended_at_ms: None,
             model: Some("<b>model</b>".into()),
             prompt: Some("<script>alert(1)</script>".into()),
-            response: None,
             tags: vec!["a&b".into()],
-            experiment: None,
             power_source: Some("estimate".into()),
             estimated: true,
-            sample_interval_ms: None,
-            power_method: None,
-            counter_update_ms: None,
-            host: Host::default(),
-            crate_version: "0".into(),
-            writer_pid: None,
-            status: RunStatus::Complete,
-            error: None,
-            total_energy_mj: None,
-            attributed_energy_mj: None,
-            unattributed_energy_mj: None,
-            dropped_records: 0,
             duration_ms: Some(12.0),
-            measured_ms: None,
-            warnings: Vec::new(),
-            baseline: None,
-            dynamic_total_energy_mj: None,
-            profiler: None,
-            run_uuid: None,
+            ..crate::report::compare::tests::run(id)
         }
     }
 
