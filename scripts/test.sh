@@ -6,7 +6,9 @@
 # Needs: a Rust toolchain, python3 with pip (the fake powermetrics used by the tests; the
 # model fetch), visudo (Debian package `sudo`; macOS has it) for the sudoers setup script's
 # tests, Chromium (Debian package `chromium`) for the HTML report's browser test, and
-# Prometheus (Debian package `prometheus`) for the test that scrapes live metrics with it.
+# Prometheus (Debian package `prometheus`) for the test that scrapes live metrics with it,
+# and speedscope (fetched from the npm registry by scripts/fetch-speedscope.sh) for the
+# test that opens a trace in it.
 # On a Debian-like machine where we are root, missing packages are installed with apt-get;
 # elsewhere the tests that need them say loudly that they are skipped.
 set -euo pipefail
@@ -27,6 +29,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     else
         echo "test.sh: missing ${need_apt[*]}; install them for the full suite (the tests that need them will say they are skipped)" >&2
     fi
+fi
+
+# speedscope's web app, for the test that opens a trace in it (a pinned npm tarball).
+if app="$(scripts/fetch-speedscope.sh)"; then
+    export TRACING_ENERGY_TEST_SPEEDSCOPE="$app"
+else
+    echo "test.sh: speedscope could not be fetched; the test that opens a trace in it will say it is skipped" >&2
 fi
 
 exec cargo test "$@"

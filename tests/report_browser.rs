@@ -5,87 +5,15 @@
 #![cfg(feature = "candle")]
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 mod common;
 
+use common::chromium::{chromium, console_errors, CHROMIUM};
 use common::profiled::{artifacts, profiled, report_html, section};
 use serde_json::Value;
 use tracing_energy::report::render;
 use tracing_energy::store::{NewRun, RunEnd, SpanRollup, Store};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Runs Chromium headless on `url` with `args`, killing it after two minutes; returns
-/// (stdout, stderr).
-fn chromium(profile_dir: &Path, args: &[String], url: &str) -> (String, String) {
-    let mut child = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            // Nothing resolves: a request is still logged, but never leaves the machine.
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile_dir.display()))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chromium");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 2 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (out_thread.join().unwrap(), err_thread.join().unwrap())
-}
-
-/// Console messages and uncaught errors in Chromium's log (`INFO:CONSOLE:1] "..."` with
-/// `--enable-logging=stderr --v=0`). The page has no script, so any console message is an
-/// error (a Content-Security-Policy violation, for one).
-fn console_errors(stderr: &str) -> Vec<&str> {
-    let console = regex::Regex::new(r"(?i)\bconsole[(:]").unwrap();
-    stderr
-        .lines()
-        .filter(|l| l.contains("Uncaught") || console.is_match(l))
-        .collect()
-}
 
 /// The (url, initiator) of every request job in a Chromium net log.
 fn net_requests(net_log: &str) -> Vec<(String, String)> {

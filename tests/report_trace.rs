@@ -1,8 +1,8 @@
 //! The Chrome trace of a real run (`tracing-energy profile` with the real SmolLM2-135M
 //! model, see `common::profiled`): well formed, complete (every token, layer, component,
 //! operation and phase, power counters per sample) and in time order from 0; nested for a
-//! viewer that sums `ts + dur` in floating point; each `--detail` level holding exactly its
-//! rows (trace, JSON and CSV); gzip output the plain output compressed; the default trace
+//! viewer that sums `ts + dur` in floating point after rebasing (as speedscope does); each
+//! `--detail` level holding exactly its rows (trace, JSON and CSV); gzip output the plain output compressed; the default trace
 //! small enough for a 1,000-token run.
 #![cfg(feature = "candle")]
 
@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 mod common;
 
 use common::profiled::{artifacts, profiled};
+use common::trace::with_plain_times;
 use serde_json::Value;
 use tracing_energy::report::{chrome_trace, chrome_trace_string};
 use tracing_energy::store::Store;
@@ -46,22 +47,29 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The X events of a trace that end after the event enclosing them, as a viewer nests
-/// them: per (pid, tid), by `ts` then by `ts + dur` descending (both in `f64`), an event
-/// that starts before the innermost open event ends is its child, and must not end after
-/// it. Returns (X events, children past their parent, the worst excess in µs).
+/// The X events of a trace that end after the event enclosing them, as speedscope nests
+/// them: per (pid, tid), `ts` rebased to the thread's first `ts` and the end as the rebased
+/// `ts + dur` (both in `f64`), by `ts` then by end descending, an event that starts before
+/// the innermost open event ends is its child, and must not end after it (speedscope then
+/// nests every later event one level deeper). Returns (X events, children past their
+/// parent, the worst excess in µs).
 fn nesting_violations(trace: &Value) -> (usize, usize, f64) {
     let mut threads: BTreeMap<(u64, u64), Vec<(f64, f64)>> = BTreeMap::new();
     for e in trace["traceEvents"].as_array().unwrap() {
         if e["ph"] == "X" {
             let ts = e["ts"].as_f64().unwrap();
-            let end = ts + e["dur"].as_f64().unwrap();
+            let dur = e["dur"].as_f64().unwrap();
             let key = (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
-            threads.entry(key).or_default().push((ts, end));
+            threads.entry(key).or_default().push((ts, dur));
         }
     }
     let (mut events, mut past, mut worst) = (0, 0, 0.0f64);
     for spans in threads.values_mut() {
+        let base = spans.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+        for s in spans.iter_mut() {
+            s.0 -= base;
+            s.1 += s.0;
+        }
         spans.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
         let mut open: Vec<(f64, f64)> = Vec::new();
         for &(ts, end) in spans.iter() {
@@ -204,12 +212,15 @@ fn nesting_survives_float_arithmetic() {
     let trace: Value = serde_json::from_str(&chrome_trace_string(&store, p.run).unwrap()).unwrap();
     let (events, past, worst) = nesting_violations(&trace);
     assert!(events > 1000, "{events}");
-    // With `dur` the plain (end - start) / 1000, as before ends were set so, 35 of the
-    // 2,547 X events of such a run ended after their parent, by up to 2.3e-10 µs.
     assert_eq!(
         past, 0,
         "{past} of {events} X events end after their parent (by up to {worst} µs)"
     );
+    // The check catches times written as they were: µs with nanosecond decimals, `dur` the
+    // plain (end - start) / 1000 (35 of the 2,547 X events of such a run ended after their
+    // parent before any rebasing).
+    let (_, plain_past, _) = nesting_violations(&with_plain_times(&trace));
+    assert!(plain_past > 0, "the plain durations pass no parent's end");
     // The CLI's default (layers) and gzip trace too.
     let plain: Value =
         serde_json::from_slice(&ok(&["export", &p.run.to_string(), "--format", "chrome"])).unwrap();

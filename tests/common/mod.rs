@@ -3,6 +3,7 @@
 //! check the library's splitter and parser against.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod gpu;
 pub mod http;
 #[cfg(feature = "candle")]
@@ -16,6 +17,7 @@ pub mod profiled;
 pub mod prometheus;
 pub mod records;
 pub mod serve;
+pub mod trace;
 pub mod tree;
 
 use std::path::{Path, PathBuf};

@@ -25,11 +25,11 @@
 //! Events are in time order; at equal times the enclosing event comes first.
 //!
 //! **Nesting survives floating point.** A viewer finds an event's end as `ts + dur`
-//! evaluated in `f64`. Each event's `ts` is its start and `ts + dur` exactly its end, both
-//! converted from integer nanoseconds to microseconds by one correctly rounded division,
-//! which keeps their order: an event inside another in nanoseconds is inside it for the
-//! viewer too, never a rounding error past its end (which makes a viewer such as
-//! speedscope nest every later event one level deeper).
+//! evaluated in `f64`, some after subtracting the first `ts` of the thread (speedscope).
+//! Times are written on a grid of 1/1024 µs, which `f64` adds and subtracts exactly, so
+//! `ts + dur` is exactly the event's end either way, and an event inside another in
+//! nanoseconds is inside it for the viewer too, never a rounding error past its end (which
+//! makes speedscope nest every later event one level deeper).
 //!
 //! `metadata` holds the run's fields (model, prompt, power source, `estimated`, energy
 //! totals, ...), `detail` (the level's name, [`Detail::name`]) and `time_origin_ns`, the
@@ -53,7 +53,7 @@ use crate::store::{
     TokenRecord,
 };
 use crate::Result;
-use nesting::{micros, set_durations};
+use nesting::{duration_micros, micros};
 
 mod nesting;
 
@@ -117,10 +117,6 @@ struct Keyed {
     start: u64,
     end: u64,
     rank: u8,
-    /// The thread of a complete event; `None` for a counter.
-    tid: Option<u64>,
-    /// The complete event's `dur` (µs), set by [`set_durations`].
-    dur: f64,
     source: Source,
 }
 
@@ -151,8 +147,6 @@ impl<'a> Trace<'a> {
                 start,
                 end,
                 rank,
-                tid: Some(tid),
-                dur: 0.0,
                 source,
             });
         };
@@ -179,8 +173,6 @@ impl<'a> Trace<'a> {
                 start: at,
                 end: at,
                 rank: 5,
-                tid: None,
-                dur: 0.0,
                 source: Source::Power(i),
             });
         }
@@ -190,15 +182,12 @@ impl<'a> Trace<'a> {
                 start: at,
                 end: at,
                 rank: 5,
-                tid: None,
-                dur: 0.0,
                 source: Source::Power(last),
             });
         }
         // By time; at equal starts the longer (enclosing) event first, then by level. The
         // sort is stable: rows of one level keep the store's order.
         events.sort_by_key(|e| (e.start, Reverse(e.end), e.rank));
-        set_durations(&mut events);
         Trace { data, events, tids }
     }
 
@@ -326,7 +315,7 @@ impl<'a> Complete<'a> {
     fn new(e: &Keyed, m: &'a Measured, row: Row<'a>) -> Complete<'a> {
         Complete {
             ts: micros(e.start),
-            dur: e.dur,
+            dur: duration_micros(e.start, e.end),
             m,
             row,
         }
