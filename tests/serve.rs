@@ -112,6 +112,10 @@ fn api_pages_and_metrics_of_a_real_run_match_the_cli() {
     assert!(page.contains(&format!("Energy profile: run {id}")));
     assert!(!page.contains("<script>alert(1)"));
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(
+        page.contains("<nav class=\"top\"><a href=\"/\">All runs</a>"),
+        "a way back"
+    );
     let (status, _, list) = s.get("/?tag=plain");
     assert_eq!(status, 200);
     assert!(list.contains(&format!("href=\"/runs/{id}\"")), "{list}");

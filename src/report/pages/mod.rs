@@ -27,10 +27,15 @@ pub use runs::{runs_page, RunListQuery};
 pub const PAGE_CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'self'";
 
-/// The CSS these pages add to the report's.
+/// The navigation at the top of every page: back to the runs list, or to compare.
+const NAV: &str = "<nav class=\"top\"><a href=\"/\">All runs</a><a href=\"/#compare-form\">Compare two runs</a></nav>\n";
+
+/// The navigation's CSS.
+const NAV_CSS: &str =
+    "\nnav.top { font-size: 14px; margin: 0 0 14px; }\nnav.top a { margin-right: 14px; }\n";
+
+/// The CSS these pages add to the report's (and the navigation's).
 const EXTRA_CSS: &str = r#"
-nav.top { font-size: 14px; margin: 0 0 14px; }
-nav.top a { margin-right: 14px; }
 a { color: #1d4ed8; }
 form.inline { display: flex; flex-wrap: wrap; gap: 10px 16px; align-items: end; }
 form.inline label { display: flex; flex-direction: column; font-size: 13px; color: var(--muted); gap: 3px; }
@@ -53,12 +58,19 @@ fn page_open(h: &mut String, title: &str) {
          <meta name=\"color-scheme\" content=\"light\">\n\
          <meta http-equiv=\"Content-Security-Policy\" content=\"{PAGE_CSP}\">\n\
          <meta name=\"generator\" content=\"tracing-energy {}\">\n\
-         <title>{}</title>\n<style>{}{EXTRA_CSS}</style>\n</head>\n<body>\n<main>\n\
-         <nav class=\"top\"><a href=\"/\">All runs</a><a href=\"/#compare-form\">Compare two runs</a></nav>\n",
+         <title>{}</title>\n<style>{}{NAV_CSS}{EXTRA_CSS}</style>\n</head>\n<body>\n<main>\n{NAV}",
         env!("CARGO_PKG_VERSION"),
         esc(title),
         super::html::CSS
     );
+}
+
+/// A run's report ([`render_run`](super::render_run)'s page) as a page of the app: the
+/// same page with the navigation (all runs, compare) at its top.
+pub fn report_page(report: &str) -> String {
+    report
+        .replacen("</head>", &format!("<style>{NAV_CSS}</style>\n</head>"), 1)
+        .replacen("<main>\n", &format!("<main>\n{NAV}"), 1)
 }
 
 /// The end of a page.
@@ -125,6 +137,18 @@ mod tests {
         assert!(h.contains("href=\"/\""));
         assert!(h.contains(PAGE_CSP));
         assert!(!h.contains("<script"));
+    }
+
+    #[test]
+    fn a_report_page_gets_the_navigation_once() {
+        let report = "<html><head><title>r</title></head>\n<body>\n<main>\n<h1>x</h1><main>\n</main></body></html>";
+        let page = report_page(report);
+        assert_eq!(page.matches(NAV).count(), 1, "{page}");
+        assert!(page.contains(&format!("<main>\n{NAV}<h1>x</h1>")), "{page}");
+        assert!(
+            page.contains(&format!("<style>{NAV_CSS}</style>\n</head>")),
+            "{page}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use tracing_energy::report::pages::{compare_page, runs_page};
+use tracing_energy::report::pages::{compare_page, report_page, runs_page};
 use tracing_energy::report::{render_run, Detail, RunData};
 
 use super::api::{comparison, run_filter};
@@ -29,14 +29,18 @@ pub async fn runs(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery)
     }
 }
 
-/// `/runs/{id}`: the run's report, read from one snapshot.
+/// `/runs/{id}`: the run's report, read from one snapshot, with the app's navigation.
 pub async fn report(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     let answer = async {
         let run = parse_run(&id)?;
         with_store(&state, move |s| {
             s.read_snapshot(|s| -> Result<String, Failure> {
                 let id = resolve(s, run)?.run_id;
-                Ok(render_run(&RunData::load(s, id, Detail::Report)?))
+                Ok(report_page(&render_run(&RunData::load(
+                    s,
+                    id,
+                    Detail::Report,
+                )?)))
             })
         })
         .await
