@@ -55,26 +55,15 @@ impl RunLabels {
 /// A run's labels and a token phase.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
-    run_id: String,
-    run_uuid: String,
-    model: String,
-    host: String,
-    source: String,
-    estimated: String,
-    status: String,
+    #[prometheus(flatten)]
+    run: RunLabels,
     phase: String,
 }
 
 impl PhaseLabels {
     fn of(r: &RunLabels, phase: &str) -> PhaseLabels {
         PhaseLabels {
-            run_id: r.run_id.clone(),
-            run_uuid: r.run_uuid.clone(),
-            model: r.model.clone(),
-            host: r.host.clone(),
-            source: r.source.clone(),
-            estimated: r.estimated.clone(),
-            status: r.status.clone(),
+            run: r.clone(),
             phase: phase.to_string(),
         }
     }
