@@ -10,52 +10,42 @@
 //! `../shared/fixtures/powermetrics/` (their licences do not allow copying) when present;
 //! a missing one is skipped with a notice.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tracing_energy::power::plist_stream::{parse_document_for, PlistSplitter};
 
-fn local(name: &str) -> Option<PathBuf> {
-    Some(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/powermetrics")
-            .join(name),
-    )
-}
-
-fn shared(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/powermetrics")
-        .join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipped: {} is not present", p.display());
-        None
-    }
-}
+#[allow(dead_code)]
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures;
+use fixtures::{local_fixture, shared_fixture, M1PRO_29};
 
 fn main() {
     let captures = [
         (
             "cpu_power,gpu_power,thermal (M2 Ultra)",
-            local("m2ultra_mac14-14_macos14.4_23E224_cpu_gpu_thermal.plist"),
+            Some(local_fixture(
+                "m2ultra_mac14-14_macos14.4_23E224_cpu_gpu_thermal.plist",
+            )),
         ),
         (
             "cpu_power,gpu_power,thermal (M1)",
-            local("m1_macbookpro17-1_macos13.3_22E252_cpu_gpu_thermal_a.plist"),
+            Some(local_fixture(
+                "m1_macbookpro17-1_macos13.3_22E252_cpu_gpu_thermal_a.plist",
+            )),
         ),
         (
             "+ tasks, flat list (M4 Max)",
-            local("m4max_mac16-5_macos26.2_25C56_cpu_gpu_thermal_tasks_disk.plist"),
+            Some(local_fixture(
+                "m4max_mac16-5_macos26.2_25C56_cpu_gpu_thermal_tasks_disk.plist",
+            )),
         ),
         (
             "default + process flags, coalitions (M1 Pro, 29 docs)",
-            shared("m1pro_macbookpro18-3_macos14.7.2_23H311_default_plus_process_flags_29samples.plist"),
+            shared_fixture(M1PRO_29),
         ),
         (
             "all samplers (M1)",
-            shared("m1_macbookair10-1_macos14.3.1_23D56_all_samplers.plist"),
+            shared_fixture("m1_macbookair10-1_macos14.3.1_23D56_all_samplers.plist"),
         ),
     ];
     println!("| capture | KB per document | task list | us per document | MB/s |");

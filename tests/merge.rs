@@ -20,21 +20,6 @@ use tracing_energy::store::{is_run_uuid, ComponentPower, Store};
 use tracing_energy::EnergyLayer;
 use tracing_subscriber::prelude::*;
 
-/// Every table of the schema.
-const TABLES: [&str; 11] = [
-    "profiling_runs",
-    "run_tags",
-    "power_samples",
-    "pipeline_sections",
-    "tokens",
-    "layer_metrics",
-    "component_metrics",
-    "component_rollup",
-    "deep_operation_metrics",
-    "span_rollup",
-    "component_power",
-];
-
 /// A small model-shaped program: a generic load span, a prefill and decode phase, tokens
 /// of layers of components of operations.
 fn traced_program(tokens: u64) {
@@ -116,6 +101,20 @@ fn sources() -> &'static (PathBuf, PathBuf) {
     paths
 }
 
+/// Every table of a database as SQLite lists them (its own `sqlite_` tables left out): the
+/// schema's tables, a table added later included.
+fn tables(db: &Path) -> Vec<String> {
+    let c = Connection::open(db).unwrap();
+    let mut st = c
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             ORDER BY name",
+        )
+        .unwrap();
+    let names = st.query_map([], |r| r.get(0)).unwrap();
+    names.map(Result::unwrap).collect()
+}
+
 fn count(db: &Path, table: &str) -> i64 {
     Connection::open(db)
         .unwrap()
@@ -153,7 +152,7 @@ fn assert_same_rows(merged: &Path, source: &Path, old: i64, new: i64) {
     let c = Connection::open(merged).unwrap();
     c.execute("ATTACH DATABASE ?1 AS src", [source.to_str().unwrap()])
         .unwrap();
-    for t in TABLES {
+    for t in &tables(source) {
         let cols = data_columns(&c, t);
         let differ = |x: &str, xr: i64, y: &str, yr: i64| -> i64 {
             c.query_row(
@@ -187,7 +186,13 @@ fn assert_same_rows(merged: &Path, source: &Path, old: i64, new: i64) {
 #[test]
 fn two_machines_merged_twice_give_two_runs_with_every_row() {
     let (a, b) = sources();
-    for t in TABLES {
+    let tables = tables(a);
+    // The schema's 11 tables (schema::TABLES, checked against the migrations in the store's
+    // own tests), each filled below.
+    assert_eq!(tables.len(), 11, "{tables:?}");
+    assert!(tables.contains(&"profiling_runs".to_string()));
+    assert_eq!(tables, self::tables(b));
+    for t in &tables {
         assert!(
             count(a, t) > 0 && count(b, t) > 0,
             "{t}: the sources fill every table"
@@ -210,13 +215,18 @@ fn two_machines_merged_twice_give_two_runs_with_every_row() {
         lines[2].starts_with("total into ") && lines[2].contains("2 runs copied"),
         "{first}"
     );
-    let total_rows: i64 = TABLES.iter().map(|t| count(&out, t)).sum();
+    assert_eq!(
+        self::tables(&out),
+        tables,
+        "the merged database has the same tables"
+    );
+    let total_rows: i64 = tables.iter().map(|t| count(&out, t)).sum();
     assert!(
         lines[2].contains(&format!("({total_rows} rows)")),
         "{first}"
     );
-    let counts: Vec<i64> = TABLES.iter().map(|t| count(&out, t)).collect();
-    for (t, n) in TABLES.iter().zip(&counts) {
+    let counts: Vec<i64> = tables.iter().map(|t| count(&out, t)).collect();
+    for (t, n) in tables.iter().zip(&counts) {
         assert_eq!(*n, count(a, t) + count(b, t), "{t}: every row of both");
     }
 
@@ -230,7 +240,7 @@ fn two_machines_merged_twice_give_two_runs_with_every_row() {
         second.contains("total into") && second.contains("0 runs copied (0 rows), 2 skipped"),
         "{second}"
     );
-    let again: Vec<i64> = TABLES.iter().map(|t| count(&out, t)).collect();
+    let again: Vec<i64> = tables.iter().map(|t| count(&out, t)).collect();
     assert_eq!(again, counts, "merging twice changes nothing");
     assert_eq!(
         std::fs::read(a).unwrap(),

@@ -9,7 +9,7 @@ use std::path::Path;
 
 mod common;
 
-use common::chromium::{chromium, console_errors, CHROMIUM};
+use common::chromium::{chromium, console_errors, installed_or_skip};
 use common::profiled::{artifacts, profiled, report_html, section};
 use serde_json::Value;
 use tracing_energy::report::render;
@@ -115,11 +115,7 @@ fn browse(dir: &Path, html: &str, name: &str, height: u32) -> Browsed {
 
 #[test]
 fn html_renders_in_headless_chromium() {
-    if !Path::new(CHROMIUM).is_file() {
-        eprintln!(
-            "!! SKIPPED html_renders_in_headless_chromium: {CHROMIUM} is missing \
-             (install the Debian package `chromium`; scripts/test.sh should)"
-        );
+    if !installed_or_skip("html_renders_in_headless_chromium") {
         return;
     }
     let html = report_html();
@@ -291,11 +287,7 @@ fn flame_graph_renders_in_headless_chromium() {
     assert!(flame.contains("none (no span of its own"));
     assert!(!flame.contains("id=\"flame-note\""));
 
-    if !Path::new(CHROMIUM).is_file() {
-        eprintln!(
-            "!! SKIPPED the browser part of flame_graph_renders_in_headless_chromium: {CHROMIUM} \
-             is missing (install the Debian package `chromium`; scripts/test.sh should)"
-        );
+    if !installed_or_skip("the browser part of flame_graph_renders_in_headless_chromium") {
         return;
     }
     let Browsed { dom, .. } = browse(dir.path(), &html, "flame", 4200);

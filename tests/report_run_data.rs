@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::profiled::profile_into;
 use serde_json::Value;
 use tracing_energy::report::{self, Detail, RunData};
 use tracing_energy::store::Store;
@@ -24,27 +27,8 @@ impl Drop for Dir {
 }
 
 fn profile(db: &Path, prompt: &str, max_tokens: &str) -> i64 {
-    let out = Command::new(BIN)
-        .args(["profile", "--db"])
-        .arg(db)
-        .args([
-            "--power",
-            "estimate",
-            "--requant",
-            "q8_0",
-            "--json",
-            "--quiet",
-        ])
-        .args(["--max-tokens", max_tokens, "--prompt", prompt])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "profile failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-    summary["run_id"].as_i64().expect("run_id")
+    let args = ["--quiet", "--max-tokens", max_tokens, "--prompt", prompt];
+    profile_into(db, &args)["run_id"].as_i64().expect("run_id")
 }
 
 /// The CLI's standard output for `args` on `db`.

@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 
 mod common;
 
-use common::chromium::{chromium, CHROMIUM};
+use common::chromium::{chromium, installed_or_skip};
+use common::cli_ok;
 use common::profiled::{artifacts, profiled};
 use common::trace::with_plain_times;
 use serde_json::Value;
@@ -110,28 +111,14 @@ fn open(server: &FileServer, dir: &Path, file: &str) -> Opened {
 }
 
 fn export(db: &Path, run: i64, detail: &str) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_tracing-energy"))
-        .arg("export")
-        .arg("--db")
-        .arg(db)
-        .args(["--format", "chrome", "--detail", detail, &run.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let id = run.to_string();
+    let args = ["export", "--format", "chrome", "--detail", detail, &id];
+    serde_json::from_str(&cli_ok(db, &args)).unwrap()
 }
 
 #[test]
 fn speedscope_nests_the_trace_as_written() {
-    if !Path::new(CHROMIUM).is_file() {
-        eprintln!(
-            "!! SKIPPED speedscope_nests_the_trace_as_written: {CHROMIUM} is missing \
-             (install the Debian package `chromium`; scripts/test.sh should)"
-        );
+    if !installed_or_skip("speedscope_nests_the_trace_as_written") {
         return;
     }
     let Some(app) = speedscope_app() else {

@@ -8,35 +8,25 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
 
 use common::profiled::{artifacts, profiled};
 use common::trace::with_plain_times;
+use common::{cli_ok_bytes, cli_on};
 use serde_json::Value;
 use tracing_energy::report::{chrome_trace, chrome_trace_string};
 use tracing_energy::store::Store;
 
+/// The CLI on the shared run's database.
 fn cli(args: &[&str]) -> Output {
-    let p = profiled();
-    Command::new(env!("CARGO_BIN_EXE_tracing-energy"))
-        .args(args)
-        .arg("--db")
-        .arg(&p.db)
-        .output()
-        .unwrap()
+    cli_on(&profiled().db, args)
 }
 
 /// The CLI's standard output; panics with its error when it fails.
 fn ok(args: &[&str]) -> Vec<u8> {
-    let out = cli(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    cli_ok_bytes(&profiled().db, args)
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -345,7 +335,7 @@ fn a_bad_detail_level_is_a_usage_error() {
     assert!(out.stdout.is_empty());
     // The help says what each level holds.
     let help = String::from_utf8(
-        Command::new(env!("CARGO_BIN_EXE_tracing-energy"))
+        common::cli()
             .args(["export", "--help"])
             .output()
             .unwrap()

@@ -8,7 +8,6 @@
 #![cfg(feature = "candle")]
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,9 +17,8 @@ use headless_chrome::{Browser, LaunchOptions, Tab};
 
 mod common;
 
+use common::chromium::{installed_or_skip, CHROMIUM};
 use common::serve as server;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// What the page did: every request's URL, and every console error, uncaught exception
 /// or error logged by the browser (a Content-Security-Policy violation, a failed load).
@@ -117,38 +115,15 @@ fn back(tab: &Tab) {
 
 /// A second real run in `db` (as `common::profiled` records the first).
 fn profile_again(db: &Path) -> i64 {
-    let out = Command::new(env!("CARGO_BIN_EXE_tracing-energy"))
-        .args(["profile", "--db"])
-        .arg(db)
-        .args([
-            "--power",
-            "estimate",
-            "--max-tokens",
-            "3",
-            "--requant",
-            "q8_0",
-            "--json",
-            "--prompt",
-            "Say hello.",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "profile failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["run_id"].as_i64().expect("run_id")
+    let args = ["--max-tokens", "3", "--prompt", "Say hello."];
+    common::profiled::profile_into(db, &args)["run_id"]
+        .as_i64()
+        .expect("run_id")
 }
 
 #[test]
 fn clicks_from_the_runs_list_to_a_report_and_to_compare_pages() {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!(
-            "!! SKIPPED: {CHROMIUM} is not installed (scripts/test.sh installs it): the serve \
-             pages were not checked in a browser"
-        );
+    if !installed_or_skip("clicks_from_the_runs_list_to_a_report_and_to_compare_pages") {
         return;
     }
     let p = common::profiled::profiled();

@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 /// Where the Debian package `chromium` installs the browser.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
+/// Whether Chromium is installed; when not, says loudly that `what` is skipped.
+pub fn installed_or_skip(what: &str) -> bool {
+    let installed = Path::new(CHROMIUM).is_file();
+    if !installed {
+        eprintln!(
+            "!! SKIPPED {what}: {CHROMIUM} is missing \
+             (install the Debian package `chromium`; scripts/test.sh should)"
+        );
+    }
+    installed
+}
+
 /// Runs Chromium headless on `url` with `args`, killing it after two minutes; returns
 /// (stdout, stderr).
 pub fn chromium(profile_dir: &Path, args: &[String], url: &str) -> (String, String) {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+mod fixtures;
 pub mod gpu;
 pub mod http;
 #[cfg(feature = "candle")]
@@ -27,6 +28,9 @@ use tracing_energy::power::{
     Availability, DomainEnergy, PowerSample, PowerSource, SourceContext, SourceEnd,
 };
 
+#[allow(unused_imports)] // each test binary uses some
+pub use fixtures::{all_plist_fixtures, local_fixture, shared_fixture, M1PRO_29, M4PRO_GPU_5};
+
 use regex::Regex;
 
 /// Keeps the calling thread busy (spinning) for `d`.
@@ -35,55 +39,6 @@ pub fn busy(d: Duration) {
     while t.elapsed() < d {
         std::hint::spin_loop();
     }
-}
-
-/// The fixtures copied into this repository.
-pub fn local_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/powermetrics")
-        .join(name)
-}
-
-/// A fixture that stays in `../shared` (its licence does not allow copying). Prints a loud
-/// skip notice and returns `None` when `../shared` is not beside the repository.
-pub fn shared_fixture(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/powermetrics")
-        .join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "!! SKIPPED part of this test: {} is not present (it lives in ../shared beside the repository)",
-            p.display()
-        );
-        None
-    }
-}
-
-/// The 29-document M1 Pro capture (AGPL-3.0, read from ../shared only).
-pub const M1PRO_29: &str =
-    "m1pro_macbookpro18-3_macos14.7.2_23H311_default_plus_process_flags_29samples.plist";
-/// The 5-document M4 Pro gpu_power capture (MIT, copied).
-pub const M4PRO_GPU_5: &str = "m4pro_mac16-8_macos15.5_24F74_gpu_power_5samples.plist";
-
-/// Every copied fixture plus the ../shared-only plist captures that are present.
-pub fn all_plist_fixtures() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(local_fixture(""))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "plist"))
-        .collect();
-    for name in [
-        M1PRO_29,
-        "m1_macbookair10-1_macos14.3.1_23D56_all_samplers.plist",
-        "m1_macbookair10-1_macos14.3.1_23D56_cpu_gpu.plist",
-        "m1_macbookair10-1_macos14.3.1_23D56_cpu_power.plist",
-    ] {
-        v.extend(shared_fixture(name));
-    }
-    v.sort();
-    v
 }
 
 /// The documents of a capture, split independently of the library: on NUL bytes, trimmed.
@@ -269,13 +224,18 @@ pub fn cli_on(db: &Path, args: &[&str]) -> std::process::Output {
 
 /// Like [`cli_on`], asserting success; returns standard output.
 pub fn cli_ok(db: &Path, args: &[&str]) -> String {
+    String::from_utf8(cli_ok_bytes(db, args)).unwrap()
+}
+
+/// Like [`cli_ok`], for output that need not be text (a gzip stream).
+pub fn cli_ok_bytes(db: &Path, args: &[&str]) -> Vec<u8> {
     let out = cli_on(db, args);
     assert!(
         out.status.success(),
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    out.stdout
 }
 
 /// The earliest start and latest end of some stored rows' windows.

@@ -35,17 +35,11 @@ pub fn profiled() -> &'static Profiled {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join("profile.db");
-        let out = Command::new(env!("CARGO_BIN_EXE_tracing-energy"))
-            .args(["profile", "--db"])
-            .arg(&db)
-            .args([
-                "--power",
-                "estimate",
+        let summary = profile_into(
+            &db,
+            &[
                 "--max-tokens",
                 "6",
-                "--requant",
-                "q8_0",
-                "--json",
                 "--raw",
                 "--tags",
                 TAGS,
@@ -53,19 +47,31 @@ pub fn profiled() -> &'static Profiled {
                 EXPERIMENT,
                 "--prompt",
                 PROMPT,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "profile failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
         );
-        let summary: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
         let run = summary["run_id"].as_i64().expect("run_id");
         Profiled { db, run, summary }
     })
+}
+
+/// A real `tracing-energy profile` into `db`: the CPU-time estimate as the power source,
+/// the model requantized to q8_0, and `args` (the prompt, the tokens, ...). Returns its
+/// `--json` summary; panics with the error when it fails.
+pub fn profile_into(db: &Path, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_tracing-energy"))
+        .args(["profile", "--db"])
+        .arg(db)
+        .args(["--power", "estimate", "--requant", "q8_0", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "profile failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Removes the folders of earlier test processes that are gone (Linux: no /proc/PID).
